@@ -1,0 +1,1 @@
+"""Exchange-correlation and kinetic energy functionals (pure functions of density features)."""

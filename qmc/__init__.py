@@ -1,0 +1,1 @@
+"""Deep variational Monte Carlo (FermiNet / PauliNet style ansatzes)."""
