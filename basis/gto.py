@@ -223,4 +223,8 @@ def make_auxbasis(molecule: Molecule, orbital_basis="def2-svp", auxbasis=None) -
         mol = _pyscf_mole(molecule, orbital_basis, cartesian=False)
         auxbasis = addons.make_auxbasis(mol)
     auxmol = _pyscf_mole(molecule, auxbasis, cartesian=False)
-    return basis_from_pyscf(auxmol, name=auxbasis if isinstance(auxbasis, str) else "auxbasis")
+    if isinstance(auxbasis, dict) and len(set(map(str, auxbasis.values()))) == 1:
+        name = str(next(iter(auxbasis.values())))
+    else:
+        name = auxbasis if isinstance(auxbasis, str) else "custom-auxbasis"
+    return basis_from_pyscf(auxmol, name=name)

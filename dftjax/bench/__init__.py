@@ -1,0 +1,1 @@
+"""Benchmarks: dftjax against its peers (PySCF/libcint, libxc, ...) in the same process."""

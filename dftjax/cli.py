@@ -1,0 +1,171 @@
+"""The ``dftjax`` command line.
+
+Commands (see ../shared/ARCHITECTURE.md, "Command line"):
+
+* ``dftjax demo``: basis and integrals of a molecule (water by default) computed by dftjax in pure
+  JAX and checked element by element against PySCF/libcint in the same run.
+* ``dftjax bench integrals``: integral timings against libcint.
+
+Every command takes ``--json`` (one JSON object on stdout; a human-readable table otherwise),
+reports progress on stderr, and exits with status 2 and a one-line message on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+DEFAULT_ATOM = "O 0 0 0.1173; H 0 0.7572 -0.4692; H 0 -0.7572 -0.4692"
+
+
+class UsageError(Exception):
+    """Bad input: reported as one line on stderr, exit status 2."""
+
+
+def _progress(message: str) -> None:
+    print(f"[dftjax] {message}", file=sys.stderr, flush=True)
+
+
+def _load_molecule(args):
+    from basis.molecule import make_molecule
+
+    return make_molecule(args.atom, unit=args.unit, charge=args.charge, spin=args.spin)
+
+
+def cmd_demo(args) -> dict:
+    """Integrals of one molecule, dftjax vs PySCF, plus the core-Hamiltonian orbital energies."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import scipy.linalg
+    from pyscf.df import incore
+
+    from basis.gto import make_auxbasis, make_basis
+    from basis.integrals import one_electron, two_electron
+
+    molecule = _load_molecule(args)
+    basis = make_basis(molecule, args.basis, cartesian=args.cartesian)
+    auxbasis = make_auxbasis(molecule, args.basis)
+    mol = molecule.to_pyscf(basis=args.basis, cartesian=args.cartesian)
+    auxmol = molecule.to_pyscf(basis=auxbasis.name)
+    coords = jnp.asarray(molecule.coords)
+    charges = jnp.asarray(molecule.atomic_numbers, dtype=jnp.float64)
+    _progress(f"{molecule.n_atoms} atoms, {basis.nao} AOs ({args.basis}), {auxbasis.nao} auxiliary ({auxbasis.name})")
+
+    checks = {
+        "overlap": (lambda: one_electron.overlap(basis, coords), lambda: mol.intor("int1e_ovlp")),
+        "kinetic": (lambda: one_electron.kinetic(basis, coords), lambda: mol.intor("int1e_kin")),
+        "nuclear": (lambda: one_electron.nuclear_attraction(basis, coords, charges), lambda: mol.intor("int1e_nuc")),
+        "coulomb_2c": (lambda: two_electron.coulomb_2c(auxbasis, coords), lambda: auxmol.intor("int2c2e")),
+        "coulomb_3c": (
+            lambda: two_electron.coulomb_3c(basis, auxbasis, coords),
+            lambda: incore.aux_e2(mol, auxmol, "int3c2e", aosym="s1"),
+        ),
+    }
+    if basis.nao <= 60:
+        checks["eri_4c"] = (lambda: two_electron.electron_repulsion(basis, coords), lambda: mol.intor("int2e"))
+    rows = {}
+    matrices = {}
+    for name, (ours, theirs) in checks.items():
+        _progress(f"computing {name}")
+        start = time.perf_counter()
+        value = np.asarray(jax.block_until_ready(ours()))
+        elapsed = time.perf_counter() - start
+        ref = np.asarray(theirs()).reshape(value.shape)
+        matrices[name] = value
+        rows[name] = {"shape": list(value.shape), "max_abs_diff_vs_pyscf": float(np.abs(value - ref).max()), "time_s": elapsed}
+
+    h_core = matrices["kinetic"] + matrices["nuclear"]
+    orbital_energies = scipy.linalg.eigh(h_core, matrices["overlap"], eigvals_only=True)
+    overlap_eigs = np.linalg.eigvalsh(matrices["overlap"])
+    return {
+        "molecule": repr(molecule),
+        "basis": args.basis,
+        "n_basis": basis.nao,
+        "auxbasis": auxbasis.name,
+        "n_aux": auxbasis.nao,
+        "nuclear_repulsion": molecule.nuclear_repulsion(),
+        "nuclear_repulsion_pyscf": float(mol.energy_nuc()),
+        "overlap_min_eigenvalue": float(overlap_eigs[0]),
+        "core_orbital_energies": [float(e) for e in orbital_energies[: min(8, len(orbital_energies))]],
+        "integrals": rows,
+    }
+
+
+def _print_demo(result: dict) -> None:
+    print(f"{result['molecule']}")
+    print(f"basis {result['basis']}: {result['n_basis']} AOs; auxiliary {result['auxbasis']}: {result['n_aux']} functions")
+    print(f"nuclear repulsion  {result['nuclear_repulsion']:.10f} Ha  (PySCF {result['nuclear_repulsion_pyscf']:.10f})")
+    print(f"smallest overlap eigenvalue {result['overlap_min_eigenvalue']:.6e}")
+    print("core-Hamiltonian orbital energies (Ha): " + " ".join(f"{e:.5f}" for e in result["core_orbital_energies"]))
+    print(f"\n{'integral':<12} {'shape':<22} {'max |dftjax - PySCF|':>22} {'time s':>8}")
+    for name, row in result["integrals"].items():
+        print(f"{name:<12} {str(tuple(row['shape'])):<22} {row['max_abs_diff_vs_pyscf']:>22.2e} {row['time_s']:>8.2f}")
+
+
+def cmd_bench(args) -> dict:
+    if args.suite == "integrals":
+        from dftjax.bench import integrals as suite
+        from dftjax.bench.molecules import MOLECULES
+
+        molecules = args.molecules.split(",")
+        unknown = [m for m in molecules if m not in MOLECULES]
+        if unknown:
+            raise UsageError(f"unknown benchmark molecule {unknown[0]!r}: expected one of {sorted(MOLECULES)}")
+        results = suite.run(molecules=molecules, bases=args.basis_sets.split(","), repeats=args.repeats)
+        return {"suite": "integrals", "results": suite.as_records(results), "table": suite.format_table(results)}
+    raise UsageError(f"unknown benchmark suite {args.suite!r}: expected one of ['integrals']")
+
+
+def _add_molecule_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--atom", default=DEFAULT_ATOM, help="PySCF atom string or .xyz path (default: water)")
+    parser.add_argument("--unit", default="angstrom", help="angstrom (default) or bohr")
+    parser.add_argument("--charge", type=int, default=0)
+    parser.add_argument("--spin", type=int, default=0, help="2S, number of unpaired electrons")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dftjax", description="Differentiable electronic structure in JAX.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="integrals of a molecule checked against PySCF")
+    _add_molecule_args(demo)
+    demo.add_argument("--basis", default="def2-svp")
+    demo.add_argument("--cartesian", action="store_true")
+    demo.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    demo.set_defaults(func=cmd_demo)
+
+    bench = sub.add_parser("bench", help="benchmarks against PySCF/libcint in the same process")
+    bench.add_argument("suite", choices=["integrals"])
+    bench.add_argument("--molecules", default="water,benzene,hexane")
+    bench.add_argument("--basis-sets", default="def2-svp,def2-tzvp")
+    bench.add_argument("--repeats", type=int, default=3)
+    bench.add_argument("--json", action="store_true")
+    bench.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    import dftjax  # noqa: F401  (float64 on)
+
+    try:
+        result = args.func(args)
+    except (UsageError, ValueError) as err:
+        print(f"dftjax {args.command}: error: {str(err).splitlines()[0]}", file=sys.stderr)
+        return 2
+    if args.json:
+        result = {k: v for k, v in result.items() if k != "table"}
+        print(json.dumps(result))
+    elif args.command == "demo":
+        _print_demo(result)
+    else:
+        print(result["table"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
