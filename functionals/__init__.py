@@ -1,1 +1,72 @@
-"""Exchange-correlation and kinetic energy functionals (pure functions of density features)."""
+"""Exchange-correlation functionals: pure functions of spin-resolved density features.
+
+A functional is ``energy_density(params, features) -> (n,)``, the energy per volume
+(hartree/bohr^3) on the grid points of ``features`` (:class:`Features`: ``rho (2, n)``,
+``sigma (3, n)``, ``tau (2, n)``, ``lapl (2, n)``), so that ``E_xc = sum(weights * e)``.
+A :class:`Functional` record bundles it with its default ``params``, its ``kind``
+(``"lda"``/``"gga"``/``"mgga"``/``"hf"``) and its exact-exchange coefficients, which follow
+PySCF's ``hybrid_coeff`` and ``rsh_coeff`` (``K = alpha K_full + beta K_sr(omega)``).
+Potentials are never hand-coded: take ``jax.grad`` of the integrated energy.
+
+>>> import jax, jax.numpy as jnp
+>>> from functionals import get_functional, restricted_features
+>>> xc = get_functional("pbe")
+>>> features = restricted_features(jnp.array([0.1, 1.0]), jnp.array([0.01, 0.5]))
+>>> energy = lambda f: jnp.sum(jnp.array([0.5, 0.5]) * xc(f))
+>>> v = jax.grad(energy)(features)          # d E / d rho_s, d E / d sigma_ss' (Features)
+
+Names are PySCF's (:func:`get_functional`: ``"lda,vwn"``, ``"pbe"``, ``"blyp"``, ``"bp86"``,
+``"b3lyp"`` (VWN-RPA, as PySCF), ``"pbe0"``, ``"camb3lyp"``, ``"r2scan"``, ``"scan"``, ``"hf"`` and
+linear combinations such as ``".2*HF + .08*LDA + .72*B88, .81*LYP + .19*VWN"``).
+
+Neural (or any learned) functionals: any ``(params, features) -> (n,)`` function, e.g. a Flax
+module's ``apply``, becomes a Functional with :func:`from_energy_density`; its ``params`` are the
+module's variables, and ``jax.grad`` of an energy (or of a loss through an SCF) with respect to
+them trains it::
+
+    class Enhancement(nn.Module):            # F(rho) multiplying LDA exchange
+        @nn.compact
+        def __call__(self, features):
+            x = jnp.log(features.total_density + 1e-12)[:, None]
+            return 1.0 + 0.1 * jnp.tanh(nn.Dense(1)(jnp.tanh(nn.Dense(8)(x))))[:, 0]
+
+    model = Enhancement()
+    variables = model.init(key, features)
+    neural = from_energy_density(
+        "nn-lda", lambda v, f: model.apply(v, f) * slater_x(None, f), variables, kind="lda")
+    grads = jax.grad(lambda v: jnp.sum(weights * neural(features, v)))(variables)
+
+Analytic functionals expose their constants the same way (``params`` dicts such as
+``B88_PARAMS``), so they can be refitted by the same machinery, and a learned term can be added to
+a registered functional with :func:`linear_combination`.
+"""
+from functionals.features import (Features, features_from_density_matrices, from_libxc_input,
+                                  restricted_features, unrestricted_features)
+from functionals.functional import (EnergyDensity, Functional, exchange_correlation_energy,
+                                    from_energy_density, linear_combination)
+from functionals.gga import (B88_PARAMS, B88_SHORT_RANGE_PARAMS, LYP_PARAMS, P86_PARAMS,
+                             PBE_C_PARAMS, PBE_X_PARAMS, b88_short_range_x, b88_x, lyp_c, p86_c,
+                             pbe_c, pbe_x)
+from functionals.hybrid import make_b3lyp, make_b3lyp5, make_camb3lyp, make_pbe0
+from functionals.lda import (PW92_MOD_PARAMS, PW92_PARAMS, PZ81_PARAMS, VWN5_PARAMS, VWN_RPA_PARAMS,
+                             pw92_c, pz81_c, slater_x, vwn5_c, vwn_rpa_c)
+from functionals.registry import available_functionals, get_functional
+
+__all__ = [
+    # features
+    "Features", "features_from_density_matrices", "restricted_features", "unrestricted_features",
+    "from_libxc_input",
+    # the functional record
+    "EnergyDensity", "Functional", "exchange_correlation_energy", "from_energy_density",
+    "linear_combination",
+    # names
+    "get_functional", "available_functionals",
+    # energy densities and their default params
+    "slater_x", "vwn5_c", "vwn_rpa_c", "pw92_c", "pz81_c",
+    "b88_x", "pbe_x", "b88_short_range_x", "pbe_c", "lyp_c", "p86_c",
+    "VWN5_PARAMS", "VWN_RPA_PARAMS", "PW92_PARAMS", "PW92_MOD_PARAMS", "PZ81_PARAMS",
+    "B88_PARAMS", "PBE_X_PARAMS", "B88_SHORT_RANGE_PARAMS", "PBE_C_PARAMS", "LYP_PARAMS",
+    "P86_PARAMS",
+    # hybrids
+    "make_b3lyp", "make_b3lyp5", "make_pbe0", "make_camb3lyp",
+]
