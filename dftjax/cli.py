@@ -4,6 +4,7 @@ Commands (see ../shared/ARCHITECTURE.md, "Command line"):
 
 * ``dftjax demo``: basis and integrals of a molecule (water by default) computed by dftjax in pure
   JAX and checked element by element against PySCF/libcint in the same run.
+* ``dftjax scf``: a Kohn-Sham or Hartree-Fock calculation.
 * ``dftjax bench integrals``: integral timings against libcint.
 
 Every command takes ``--json`` (one JSON object on stdout; a human-readable table otherwise),
@@ -105,6 +106,49 @@ def _print_demo(result: dict) -> None:
         print(f"{name:<12} {str(tuple(row['shape'])):<22} {row['max_abs_diff_vs_pyscf']:>22.2e} {row['time_s']:>8.2f}")
 
 
+def cmd_scf(args) -> dict:
+    """One SCF calculation; see :func:`dftjax.scf.run_scf`."""
+    from dftjax.scf import SCFOptions, run_scf
+
+    molecule = _load_molecule(args)
+    options = SCFOptions(
+        xc=args.xc, basis=args.basis, unrestricted=args.unrestricted,
+        grid_level=args.grid_level, density_fit=args.density_fit, max_cycle=args.max_cycle,
+    )
+    _progress(f"{options.xc}/{options.basis} on {molecule.n_atoms} atoms ({'UKS' if options.unrestricted else 'RKS'})")
+    result = run_scf(molecule, options, verbose=True)
+    _progress(f"E = {result.energy:.10f} Ha, converged={result.converged} after {result.iterations} iterations")
+    return {
+        "energy": result.energy,
+        "energy_parts": result.energy_parts,
+        "converged": result.converged,
+        "iterations": result.iterations,
+        "attempts": list(result.attempts),
+        "wall_time_s": result.wall_time_s,
+        "n_basis": result.n_basis,
+        "xc": result.xc,
+        "basis": result.basis,
+        "unrestricted": result.unrestricted,
+        "orbital_energies": result.mo_energy.tolist() if result.unrestricted else result.mo_energy[0].tolist(),
+        "homo_lumo_gap": result.homo_lumo_gap,
+        "s2": result.s2,
+        "dipole": result.dipole.tolist(),
+        "mulliken_charges": result.mulliken_charges.tolist(),
+        "units": {"energy": "hartree", "dipole": "e*bohr", "orbital_energies": "hartree"},
+    }
+
+
+def _print_scf(result: dict) -> None:
+    print(f"{result['xc']}/{result['basis']}  ({result['n_basis']} basis functions, "
+          f"{'unrestricted' if result['unrestricted'] else 'restricted'})")
+    print(f"total energy      {result['energy']:.10f} Ha   converged={result['converged']} "
+          f"in {result['iterations']} iterations ({result['wall_time_s']:.1f} s)")
+    for name, value in result["energy_parts"].items():
+        print(f"  {name:<18} {value:.10f}")
+    print(f"HOMO-LUMO gap     {result['homo_lumo_gap']:.6f} Ha;  <S^2> = {result['s2']:.6f}")
+    print("dipole (au)       " + " ".join(f"{d:.6f}" for d in result["dipole"]))
+
+
 def cmd_bench(args) -> dict:
     if args.suite == "integrals":
         from dftjax.bench import integrals as suite
@@ -137,6 +181,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     demo.set_defaults(func=cmd_demo)
 
+    scf = sub.add_parser("scf", help="Kohn-Sham / Hartree-Fock SCF")
+    _add_molecule_args(scf)
+    scf.add_argument("--basis", default="def2-svp")
+    scf.add_argument("--xc", default="pbe", help="functional name as PySCF/libxc, or 'hf'")
+    scf.add_argument("--unrestricted", action="store_true")
+    scf.add_argument("--grid-level", type=int, default=3)
+    scf.add_argument("--density-fit", action="store_true")
+    scf.add_argument("--max-cycle", type=int, default=100)
+    scf.add_argument("--json", action="store_true")
+    scf.set_defaults(func=cmd_scf)
+
     bench = sub.add_parser("bench", help="benchmarks against PySCF/libcint in the same process")
     bench.add_argument("suite", choices=["integrals"])
     bench.add_argument("--molecules", default="water,benzene,hexane")
@@ -147,10 +202,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _enable_compilation_cache() -> None:
+    """Keep XLA executables on disk between runs (JAX's persistent compilation cache).
+
+    Compilation dominates a cold run on small molecules; the cache makes the second run of the
+    same molecule structure start warm. ``DFTJAX_CACHE_DIR`` overrides the location, an empty
+    value turns the cache off.
+    """
+    import os
+
+    import jax
+
+    default = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "dftjax", "jax")
+    path = os.environ.get("DFTJAX_CACHE_DIR", default)
+    if path:
+        jax.config.update("jax_compilation_cache_dir", path)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     import dftjax  # noqa: F401  (float64 on)
+
+    _enable_compilation_cache()
 
     try:
         result = args.func(args)
@@ -162,6 +237,8 @@ def main(argv=None) -> int:
         print(json.dumps(result))
     elif args.command == "demo":
         _print_demo(result)
+    elif args.command == "scf":
+        _print_scf(result)
     else:
         print(result["table"])
     return 0

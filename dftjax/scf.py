@@ -1,0 +1,519 @@
+"""Kohn-Sham and Hartree-Fock self-consistent field, restricted and unrestricted.
+
+The SCF is three layers:
+
+1. :func:`build_system` (once per geometry): integrals, grid, AO values on the grid, the
+   orthogonaliser X (S^-1/2 with linear dependencies removed): a :class:`KSSystem` of arrays.
+2. :func:`fock_and_energy` (pure): from spin density matrices ``dm (2, nao, nao)`` to the spin Fock
+   matrices and the total energy. The XC potential matrix is ``jax.grad`` of the XC energy with
+   respect to the density matrix, so LDA, GGA, meta-GGA and learned functionals share one path:
+   ``V^xc_{s, mu nu} = d E_xc / d D^s_{mu nu}`` (Pople, Gill, Johnson, Chem. Phys. Lett. 199, 557
+   (1992) write out the same matrix elements by hand).
+3. :func:`run_scf`: the loop, a ``lax.while_loop`` over an immutable :class:`SCFState` with CDIIS
+   (:mod:`dftjax.mixing`), or :func:`scf_scan`, a fixed number of steps as ``lax.scan`` returning the
+   trajectory. Energies in hartree, lengths in bohr.
+
+Restricted calculations carry two equal spin blocks; the Fock matrices then coincide and the
+closed-shell energy expression is recovered exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import sys
+import time
+import warnings
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from basis.ao import ao_values
+from basis.gto import Basis, make_auxbasis, make_basis
+from basis.grids import make_grid, pyscf_grid
+from basis.integrals import one_electron, two_electron
+from basis.molecule import Molecule, nuclear_repulsion
+from dftjax.mixing import diis
+from functionals import Functional, features_from_density_matrices, get_functional
+
+# Orthogonaliser threshold on overlap eigenvalues (PySCF's lindep default is 1e-8 too).
+LINDEP_THRESHOLD = 1e-8
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SCFOptions:
+    """Options of a Kohn-Sham (or HF) calculation.
+
+    Attributes:
+      xc: functional name as PySCF/libxc (``"pbe"``, ``"b3lyp"``, ``"hf"``, ...).
+      basis: orbital basis name.
+      unrestricted: UKS/UHF instead of RKS/RHF (required when spin != 0).
+      grid_level: 0-9 as PySCF (default 3).
+      pyscf_grids: use PySCF's own grid (for exact parity tests) instead of dftjax's.
+      density_fit: density-fitted J/K with PySCF's default auxiliary basis (or ``auxbasis``).
+      auxbasis: auxiliary basis name; None for PySCF's default.
+      max_cycle: maximum number of SCF iterations.
+      conv_tol: convergence threshold on the energy change (Ha).
+      conv_tol_grad: threshold on the orbital gradient (commutator) norm; None: sqrt(conv_tol).
+      diis_space: number of DIIS vectors.
+      level_shift: virtual-orbital level shift (Ha) for the first attempt.
+      damping: density-matrix damping factor in [0, 1) for the first attempt.
+      init_guess: ``"minao"`` (PySCF's superposition of minimal-basis atomic densities) or ``"1e"``
+        (core Hamiltonian).
+    """
+
+    xc: str = "pbe"
+    basis: str = "def2-svp"
+    unrestricted: bool = False
+    grid_level: int = 3
+    pyscf_grids: bool = False
+    density_fit: bool = False
+    auxbasis: str | None = None
+    max_cycle: int = 100
+    conv_tol: float = 1e-10
+    conv_tol_grad: float | None = None
+    diis_space: int = 8
+    level_shift: float = 0.0
+    damping: float = 0.0
+    init_guess: str = "minao"
+
+
+class KSSystem(NamedTuple):
+    """Everything the SCF step needs, as arrays (a pytree).
+
+    Attributes:
+      overlap: (nao, nao) S.
+      h_core: (nao, nao) kinetic + nuclear attraction.
+      orthogonalizer: (nao, nmo) X with X^T S X = 1.
+      e_nuc: () nuclear repulsion (Ha).
+      eri: (nao, nao, nao, nao) exact ERIs, or a (0,) placeholder with density fitting.
+      df_factor: (naux, nao, nao) B = L^-1 (P|mu nu), L L^T = (P|Q), or a (0,) placeholder.
+      ao: (4, n_grid, nao) AO values and gradients on the grid (a (4, 0, nao) placeholder for HF).
+      weights: (n_grid,) quadrature weights.
+      dipole_ints: (3, nao, nao) <mu| r - origin |nu>, origin at 0.
+    """
+
+    overlap: jax.Array
+    h_core: jax.Array
+    orthogonalizer: jax.Array
+    e_nuc: jax.Array
+    eri: jax.Array
+    df_factor: jax.Array
+    ao: jax.Array
+    weights: jax.Array
+    dipole_ints: jax.Array
+
+
+class SCFState(NamedTuple):
+    """The immutable state advanced by one SCF step."""
+
+    dm: jax.Array  # (2, nao, nao) spin density matrices used to build the current Fock matrix
+    fock: jax.Array  # (2, nao, nao) Fock matrices of dm
+    energy: jax.Array  # () total energy of dm
+    delta_energy: jax.Array  # () energy change from the previous step
+    gradient_norm: jax.Array  # () norm of the orthogonalised commutator X^T (F D S - S D F) X
+    mixer: Any  # mixer state (DIIS history)
+    iteration: jax.Array  # () int
+
+
+@dataclasses.dataclass(frozen=True)
+class _Static:
+    """Hashable description of the calculation (jit static argument)."""
+
+    xc: str
+    nelec: tuple[int, int]
+    unrestricted: bool
+    density_fit: bool
+    level_shift: float
+    damping: float
+    diis_space: int
+    max_cycle: int
+    conv_tol: float
+    conv_tol_grad: float
+    verbose: bool = False
+
+
+# Integral and AO kernels, jitted once per basis structure (their Basis argument is a pytree).
+_overlap = jax.jit(one_electron.overlap)
+_kinetic = jax.jit(one_electron.kinetic)
+_nuclear = jax.jit(one_electron.nuclear_attraction)
+_dipole = jax.jit(one_electron.dipole)
+_eri = jax.jit(two_electron.electron_repulsion)
+_coulomb_3c = jax.jit(two_electron.coulomb_3c)
+_coulomb_2c = jax.jit(two_electron.coulomb_2c)
+_ao_values = jax.jit(ao_values, static_argnames="deriv")
+
+
+@functools.lru_cache(maxsize=64)
+def _functional(xc: str) -> Functional:
+    return get_functional(xc)
+
+
+def _check_options(molecule: Molecule, options: SCFOptions) -> Functional:
+    """Validate before any heavy work; returns the functional."""
+    functional = _functional(options.xc)  # ValueError with close matches for unknown names
+    if molecule.spin != 0 and not options.unrestricted:
+        raise ValueError(
+            f"restricted SCF with spin {molecule.spin}: {molecule.spin} unpaired electrons need unrestricted=True"
+        )
+    if options.init_guess not in ("minao", "1e"):
+        raise ValueError(f"unknown init_guess {options.init_guess!r}: expected 'minao' or '1e'")
+    if not 0.0 <= options.damping < 1.0:
+        raise ValueError(f"damping {options.damping} must be in [0, 1)")
+    if options.max_cycle < 1:
+        raise ValueError(f"max_cycle {options.max_cycle} must be at least 1")
+    if functional.omega:
+        raise ValueError(
+            f"range-separated functional {options.xc!r} (omega={functional.omega}) needs long-range exchange "
+            "integrals, which dftjax does not provide yet"
+        )
+    return functional
+
+
+def build_system(molecule: Molecule, options: SCFOptions, basis: Basis | None = None) -> KSSystem:
+    """Integrals, grid and AO values for one geometry (see :class:`KSSystem`)."""
+    functional = _check_options(molecule, options)
+    basis = make_basis(molecule, options.basis) if basis is None else basis
+    coords = jnp.asarray(molecule.coords)
+    charges = jnp.asarray(molecule.atomic_numbers, dtype=jnp.float64)
+    s = _overlap(basis, coords)
+    h = _kinetic(basis, coords) + _nuclear(basis, coords, charges)
+    x = _orthogonalizer(np.asarray(s))
+    if options.density_fit:
+        aux = make_auxbasis(molecule, options.basis, options.auxbasis)
+        j3 = _coulomb_3c(basis, aux, coords)  # (nao, nao, naux)
+        j2 = _coulomb_2c(aux, coords)
+        low = jnp.linalg.cholesky(j2)
+        naux = j2.shape[0]
+        df = jax.scipy.linalg.solve_triangular(low, j3.reshape(-1, naux).T, lower=True).reshape(naux, *s.shape)
+        eri = jnp.zeros((0,))
+    else:
+        eri = _eri(basis, coords)
+        df = jnp.zeros((0,))
+    if functional.kind == "hf":
+        ao = jnp.zeros((4, 0, basis.nao))
+        weights = jnp.zeros((0,))
+    else:
+        grid = pyscf_grid(molecule, options.grid_level) if options.pyscf_grids else make_grid(molecule, options.grid_level)
+        weights = jnp.asarray(grid.weights)
+        ao = _ao_values(basis, coords, jnp.asarray(grid.points), deriv=1)
+    return KSSystem(
+        overlap=s,
+        h_core=h,
+        orthogonalizer=jnp.asarray(x),
+        e_nuc=nuclear_repulsion(molecule.atomic_numbers, coords),
+        eri=eri,
+        df_factor=df,
+        ao=ao,
+        weights=weights,
+        dipole_ints=_dipole(basis, coords),
+    )
+
+
+def _orthogonalizer(s: np.ndarray) -> np.ndarray:
+    """Canonical orthogonalisation X = U s^-1/2, dropping eigenvalues below LINDEP_THRESHOLD."""
+    eigvals, eigvecs = np.linalg.eigh(s)
+    keep = eigvals > LINDEP_THRESHOLD
+    return eigvecs[:, keep] / np.sqrt(eigvals[keep])
+
+
+def coulomb_exchange(system: KSSystem, dm, with_exchange: bool):
+    """J[D_a + D_b] (nao, nao) and K[D_s] (2, nao, nao) (zeros if not with_exchange)."""
+    total = dm[0] + dm[1]
+    if system.eri.size:
+        j = jnp.einsum("ijkl,kl->ij", system.eri, total)
+        k = jnp.einsum("ikjl,skl->sij", system.eri, dm) if with_exchange else jnp.zeros_like(dm)
+    else:
+        b = system.df_factor
+        j = jnp.einsum("pij,p->ij", b, jnp.einsum("pkl,kl->p", b, total))
+        k = jnp.einsum("pik,skl,plj->sij", b, dm, b) if with_exchange else jnp.zeros_like(dm)
+    return j, k
+
+
+def xc_energy(functional: Functional, params, system: KSSystem, dm):
+    """Semilocal XC energy (Ha) of spin density matrices dm (2, nao, nao)."""
+    features = features_from_density_matrices(system.ao, dm)
+    return jnp.sum(system.weights * functional.energy_density(params, features))
+
+
+class EnergyParts(NamedTuple):
+    one_electron: jax.Array
+    coulomb: jax.Array
+    exchange: jax.Array  # exact-exchange contribution (already scaled by the hybrid fraction)
+    xc: jax.Array
+    nuclear_repulsion: jax.Array
+
+    @property
+    def total(self):
+        return self.one_electron + self.coulomb + self.exchange + self.xc + self.nuclear_repulsion
+
+
+def fock_and_energy(functional: Functional, params, system: KSSystem, dm):
+    """Spin Fock matrices (2, nao, nao) and :class:`EnergyParts` of density matrices dm."""
+    hybrid = functional.exact_exchange if functional.kind != "hf" else 1.0
+    j, k = coulomb_exchange(system, dm, with_exchange=hybrid != 0.0)
+    if functional.kind == "hf":
+        e_xc, v_xc = jnp.zeros(()), jnp.zeros_like(dm)
+    else:
+        e_xc, v_xc = jax.value_and_grad(lambda d: xc_energy(functional, params, system, d))(dm)
+        v_xc = 0.5 * (v_xc + jnp.swapaxes(v_xc, 1, 2))
+    fock = system.h_core[None] + j[None] - hybrid * k + v_xc
+    parts = EnergyParts(
+        one_electron=jnp.sum(system.h_core * (dm[0] + dm[1])),
+        coulomb=0.5 * jnp.sum(j * (dm[0] + dm[1])),
+        exchange=-0.5 * hybrid * jnp.sum(k * dm),
+        xc=e_xc,
+        nuclear_repulsion=system.e_nuc,
+    )
+    return fock, parts
+
+
+def _occupied_dm(system: KSSystem, fock, nelec, level_shift_dm=None, level_shift=0.0):
+    """Diagonalise each spin Fock matrix in the orthogonal basis; aufbau density matrices."""
+    x = system.orthogonalizer
+    dms, energies, coeffs = [], [], []
+    for s in range(2):
+        f = fock[s]
+        if level_shift:
+            sds = system.overlap @ level_shift_dm[s] @ system.overlap
+            f = f + level_shift * (system.overlap - sds)
+        e, c = jnp.linalg.eigh(x.T @ f @ x)
+        c = x @ c
+        occ = c[:, : nelec[s]]
+        dms.append(occ @ occ.T)
+        energies.append(e)
+        coeffs.append(c)
+    return jnp.stack(dms), jnp.stack(energies), jnp.stack(coeffs)
+
+
+def _commutator(system: KSSystem, fock, dm):
+    s = system.overlap
+    x = system.orthogonalizer
+    fds = fock @ dm @ s
+    return jnp.einsum("ia,sij,jb->sab", x, fds - jnp.swapaxes(fds, 1, 2), x)
+
+
+def _step(static: _Static, functional: Functional, mixer, params, system: KSSystem, state: SCFState):
+    """One SCF iteration: mix, diagonalise, build the new density and its Fock matrix."""
+    error = _commutator(system, state.fock, state.dm)
+    fock_mixed, mixer_state = mixer.update(state.mixer, state.fock, error)
+    dm_new, _, _ = _occupied_dm(system, fock_mixed, static.nelec, state.dm, static.level_shift)
+    if static.damping:
+        dm_new = (1.0 - static.damping) * dm_new + static.damping * state.dm
+    if not static.unrestricted:
+        dm_new = jnp.stack([dm_new[0], dm_new[0]])
+    fock, parts = fock_and_energy(functional, params, system, dm_new)
+    energy = parts.total
+    gradient_norm = jnp.linalg.norm(_commutator(system, fock, dm_new))
+    if static.verbose:
+        jax.debug.callback(_report_iteration, state.iteration + 1, energy, energy - state.energy, gradient_norm)
+    return SCFState(dm_new, fock, energy, energy - state.energy, gradient_norm, mixer_state, state.iteration + 1)
+
+
+def _report_iteration(iteration, energy, delta, gradient_norm):
+    print(f"[scf] cycle {int(iteration):3d}  E = {float(energy):.10f}  dE = {float(delta):+.3e}  |g| = {float(gradient_norm):.3e}",
+          file=sys.stderr, flush=True)
+
+
+def _initial_state(static, functional, mixer, params, system, dm0):
+    fock, parts = fock_and_energy(functional, params, system, dm0)
+    gradient_norm = jnp.linalg.norm(_commutator(system, fock, dm0))
+    return SCFState(dm0, fock, parts.total, jnp.asarray(jnp.inf), gradient_norm, mixer.init(fock), jnp.zeros((), jnp.int32))
+
+
+def _converged(static: _Static, state: SCFState):
+    return (jnp.abs(state.delta_energy) < static.conv_tol) & (state.gradient_norm < static.conv_tol_grad)
+
+
+@functools.partial(jax.jit, static_argnums=(0,))
+def _solve(static: _Static, params, system: KSSystem, dm0):
+    functional = _functional(static.xc)
+    mixer = diis(static.diis_space)
+    state = _initial_state(static, functional, mixer, params, system, dm0)
+
+    def cond(state):
+        return (~_converged(static, state)) & (state.iteration < static.max_cycle)
+
+    def body(state):
+        return _step(static, functional, mixer, params, system, state)
+
+    return jax.lax.while_loop(cond, body, state)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 4))
+def _scan(static: _Static, params, system: KSSystem, dm0, n_steps: int):
+    functional = _functional(static.xc)
+    mixer = diis(static.diis_space)
+    state = _initial_state(static, functional, mixer, params, system, dm0)
+
+    def body(state, _):
+        state = _step(static, functional, mixer, params, system, state)
+        return state, (state.energy, state.dm)
+
+    return jax.lax.scan(body, state, None, length=n_steps)
+
+
+@dataclasses.dataclass(frozen=True)
+class SCFResult:
+    """Result of :func:`run_scf` (hartree, bohr; atomic units for the dipole)."""
+
+    energy: float
+    energy_parts: dict
+    converged: bool
+    iterations: int
+    mo_energy: np.ndarray  # (2, nmo) (both rows equal for restricted)
+    mo_coeff: np.ndarray  # (2, nao, nmo)
+    mo_occ: np.ndarray  # (2, nmo) occupations 0/1 per spin
+    dm: np.ndarray  # (2, nao, nao)
+    mulliken_charges: np.ndarray  # (n_atoms,)
+    dipole: np.ndarray  # (3,) e*bohr (atomic units)
+    homo_lumo_gap: float  # Ha (smallest over spins)
+    s2: float  # <S^2>
+    wall_time_s: float
+    attempts: tuple[str, ...]
+    n_basis: int
+    xc: str
+    basis: str
+    unrestricted: bool
+
+
+def _static(molecule: Molecule, options: SCFOptions, level_shift: float, damping: float, verbose: bool = False) -> _Static:
+    return _Static(
+        xc=options.xc,
+        nelec=molecule.nelec,
+        unrestricted=options.unrestricted,
+        density_fit=options.density_fit,
+        level_shift=float(level_shift),
+        damping=float(damping),
+        diis_space=options.diis_space,
+        max_cycle=options.max_cycle,
+        conv_tol=options.conv_tol,
+        conv_tol_grad=options.conv_tol_grad if options.conv_tol_grad is not None else float(np.sqrt(options.conv_tol)),
+        verbose=verbose,
+    )
+
+
+def initial_density(molecule: Molecule, system: KSSystem, options: SCFOptions) -> jax.Array:
+    """(2, nao, nao) starting spin density matrices.
+
+    ``"minao"``: PySCF's superposition of minimal-basis atomic densities projected onto the basis
+    (``pyscf.scf.hf.init_guess_by_minao``), halved into spins. ``"1e"``: occupied orbitals of the
+    core Hamiltonian.
+    """
+    if options.init_guess == "1e":
+        fock = jnp.stack([system.h_core, system.h_core])
+        dm, _, _ = _occupied_dm(system, fock, molecule.nelec)
+        return dm
+    from pyscf.scf import hf
+
+    mol = molecule.to_pyscf(basis=options.basis)
+    total = np.asarray(hf.init_guess_by_minao(mol))
+    n_alpha, n_beta = molecule.nelec
+    n = n_alpha + n_beta
+    return jnp.asarray(np.stack([total * n_alpha / n, total * n_beta / n]))
+
+
+def run_scf(molecule: Molecule, options: SCFOptions | None = None, *, params=None, verbose: bool = False) -> SCFResult:
+    """Converge a Kohn-Sham (or HF) calculation.
+
+    DIIS first; if that does not converge within ``max_cycle``, the calculation restarts from the
+    last density with a level shift of 0.3 Ha and damping 0.3 (the attempts are reported in
+    ``SCFResult.attempts``). A calculation that still does not converge is returned with
+    ``converged=False`` and a warning.
+
+    Args:
+      molecule: a validated molecule.
+      options: :class:`SCFOptions` (defaults: PBE/def2-SVP, restricted).
+      params: functional parameters (default: the functional's own).
+      verbose: print one line per iteration (energy, its change, orbital-gradient norm) on stderr.
+
+    Raises:
+      ValueError: unknown functional, restricted calculation with unpaired electrons, bad option.
+    """
+    options = SCFOptions() if options is None else options
+    start = time.perf_counter()
+    functional = _check_options(molecule, options)
+    params = functional.params if params is None else params
+    basis = make_basis(molecule, options.basis)
+    system = build_system(molecule, options, basis)
+    dm = initial_density(molecule, system, options)
+    attempts = []
+    recipes = [(options.level_shift, options.damping, "diis"), (0.3, 0.3, "diis+level_shift=0.3+damping=0.3")]
+    for level_shift, damping, label in recipes:
+        static = _static(molecule, options, level_shift, damping, verbose)
+        state = jax.block_until_ready(_solve(static, params, system, dm))
+        attempts.append(label)
+        converged = bool(_converged(static, state))
+        if verbose:
+            print(f"[scf] {label}: E = {float(state.energy):.10f} after {int(state.iteration)} iterations, "
+                  f"|g| = {float(state.gradient_norm):.2e}, converged={converged}", file=sys.stderr, flush=True)
+        if converged:
+            break
+        dm = state.dm
+    if not converged:
+        warnings.warn(
+            f"SCF not converged after {len(attempts)} attempts ({', '.join(attempts)}): "
+            f"E = {float(state.energy):.10f}, dE = {float(state.delta_energy):.2e}, |g| = {float(state.gradient_norm):.2e}",
+            stacklevel=2,
+        )
+    return _result(molecule, options, basis, system, functional, params, state, converged, attempts, time.perf_counter() - start)
+
+
+def _result(molecule, options, basis, system, functional, params, state, converged, attempts, elapsed) -> SCFResult:
+    fock, parts = fock_and_energy(functional, params, system, state.dm)
+    _, mo_energy, mo_coeff = _occupied_dm(system, fock, molecule.nelec)
+    mo_energy, mo_coeff = np.asarray(mo_energy), np.asarray(mo_coeff)
+    nmo = mo_energy.shape[1]
+    mo_occ = np.zeros((2, nmo))
+    for s, n in enumerate(molecule.nelec):
+        mo_occ[s, :n] = 1.0
+    dm = np.asarray(state.dm)
+    s = np.asarray(system.overlap)
+    # Mulliken populations per AO, summed per atom.
+    population = np.einsum("sij,ji->i", dm, s)
+    atom_of_ao = np.empty(basis.nao, dtype=np.int64)
+    for shell in range(basis.n_shells):
+        atom_of_ao[basis.ao_indices([shell]).ravel()] = basis.shell_atom[shell]
+    charges = molecule.atomic_numbers.astype(float) - np.bincount(atom_of_ao, population, minlength=molecule.n_atoms)
+    electronic_dipole = -np.einsum("xij,ji->x", np.asarray(system.dipole_ints), dm[0] + dm[1])
+    nuclear_dipole = molecule.atomic_numbers @ molecule.coords
+    gaps = []
+    for spin, n in enumerate(molecule.nelec):
+        if 0 < n < nmo:
+            gaps.append(mo_energy[spin, n] - mo_energy[spin, n - 1])
+    # <S^2> = S_z(S_z + 1) + n_beta - sum_ij |<i_a|j_b>|^2 over occupied orbitals (Szabo-Ostlund 2.271).
+    n_alpha, n_beta = molecule.nelec
+    ca, cb = mo_coeff[0][:, :n_alpha], mo_coeff[1][:, :n_beta]
+    sz = 0.5 * (n_alpha - n_beta)
+    s2 = sz * (sz + 1) + n_beta - float(np.sum((ca.T @ s @ cb) ** 2))
+    return SCFResult(
+        energy=float(parts.total),
+        energy_parts={k: float(v) for k, v in parts._asdict().items()},
+        converged=converged,
+        iterations=int(state.iteration),
+        mo_energy=mo_energy,
+        mo_coeff=mo_coeff,
+        mo_occ=mo_occ,
+        dm=dm,
+        mulliken_charges=charges,
+        dipole=electronic_dipole + nuclear_dipole,
+        homo_lumo_gap=float(min(gaps)) if gaps else float("nan"),
+        s2=s2,
+        wall_time_s=elapsed,
+        attempts=tuple(attempts),
+        n_basis=basis.nao,
+        xc=options.xc,
+        basis=options.basis,
+        unrestricted=options.unrestricted,
+    )
+
+
+def scf_scan(molecule: Molecule, options: SCFOptions, n_steps: int, *, params=None):
+    """A fixed number of SCF steps as ``lax.scan``: returns (final SCFState, (energies, dms)) trajectory."""
+    functional = _check_options(molecule, options)
+    params = functional.params if params is None else params
+    system = build_system(molecule, options)
+    dm = initial_density(molecule, system, options)
+    return _scan(_static(molecule, options, options.level_shift, options.damping), params, system, dm, n_steps)
