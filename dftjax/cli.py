@@ -6,6 +6,7 @@ Commands (see ../shared/ARCHITECTURE.md, "Command line"):
   JAX and checked element by element against PySCF/libcint in the same run.
 * ``dftjax scf``: a Kohn-Sham or Hartree-Fock calculation.
 * ``dftjax bench integrals``: integral timings against libcint.
+* ``dftjax bench functionals``: XC energy + potentials per million points against libxc.
 
 Every command takes ``--json`` (one JSON object on stdout; a human-readable table otherwise),
 reports progress on stderr, and exits with status 2 and a one-line message on bad input.
@@ -160,7 +161,14 @@ def cmd_bench(args) -> dict:
             raise UsageError(f"unknown benchmark molecule {unknown[0]!r}: expected one of {sorted(MOLECULES)}")
         results = suite.run(molecules=molecules, bases=args.basis_sets.split(","), repeats=args.repeats)
         return {"suite": "integrals", "results": suite.as_records(results), "table": suite.format_table(results)}
-    raise UsageError(f"unknown benchmark suite {args.suite!r}: expected one of ['integrals']")
+    if args.suite == "functionals":
+        from dftjax.bench import functionals as suite
+
+        if args.points < 1:
+            raise UsageError(f"--points {args.points} must be positive")
+        results = suite.run(n_points=args.points, repeats=args.repeats)
+        return {"suite": "functionals", "results": suite.as_records(results), "table": suite.format_table(results)}
+    raise UsageError(f"unknown benchmark suite {args.suite!r}: expected one of ['functionals', 'integrals']")
 
 
 def _add_molecule_args(parser: argparse.ArgumentParser) -> None:
@@ -193,9 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
     scf.set_defaults(func=cmd_scf)
 
     bench = sub.add_parser("bench", help="benchmarks against PySCF/libcint in the same process")
-    bench.add_argument("suite", choices=["integrals"])
+    bench.add_argument("suite", choices=["integrals", "functionals"])
     bench.add_argument("--molecules", default="water,benzene,hexane")
     bench.add_argument("--basis-sets", default="def2-svp,def2-tzvp")
+    bench.add_argument("--points", type=int, default=1_000_000, help="grid points for the functionals suite")
     bench.add_argument("--repeats", type=int, default=3)
     bench.add_argument("--json", action="store_true")
     bench.set_defaults(func=cmd_bench)
