@@ -41,15 +41,17 @@ momentum only, never by shell or by contraction length:
   a static matrix;
 * a *block* couples a bra kind with a ket kind; the primitive quartets of all blocks are sorted by
   total order L and share one vectorised R recursion (:func:`_hermite_coulomb_sorted`, batched to
-  bound memory), the Coulomb prefactor and auxiliary weights riding on its seeds; the Hermite sums
-  of eq. 9.9.33 are then a row gather and two matrix products per block;
+  bound memory), the Coulomb prefactor and auxiliary weights riding on its seeds. The ket half of
+  eq. 9.9.33 is a row gather of R and one matrix product per block, the bra half one batched
+  product for all kets of a bra kind; blocks run one after the other (:func:`_after`) so that
+  their intermediates do not coexist;
 * four-centre blocks are computed for bra kind >= ket kind only and filled by
   (ab|cd) = (cd|ab) = (ba|cd) = ... (exactly symmetric results); outputs are assembled by
   concatenation and one static row gather per axis into PySCF's order, not by scatters.
 
-Cost, against libcint on 2 CPU cores (``pyscf.df.incore.aux_e2``): three-centre integrals 1.5-2x its
-time for 10-20 atoms in def2-SVP/TZVP; compiling takes seconds per basis structure (water def2-SVP:
-~2 s for (ab|P), ~4 s for (ab|cd)).
+Cost (2 CPU cores, warm, against libcint via PySCF in the same process): (ab|P) 1.2-1.9x libcint's
+time for water, benzene and n-hexane in def2-SVP/TZVP (0.23 s vs 0.12 s for benzene def2-SVP), (P|Q)
+and (ab|cd) on par; compiling takes 2-9 s per basis structure for (ab|P), 3-17 s for (ab|cd).
 
 >>> from basis.molecule import make_molecule
 >>> from basis.gto import make_auxbasis, make_basis
@@ -69,7 +71,6 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.special import erf
 
 from basis.gto import Basis, cartesian_powers, n_cartesian
 from basis.integrals._boys import H, N_TAYLOR, T_SWITCH
@@ -81,7 +82,9 @@ __all__ = ["electron_repulsion", "coulomb_2c", "coulomb_3c"]
 # Largest intermediate of one block (float64 elements); bigger blocks are split along bra shells.
 _BLOCK_ELEMENTS = 1 << 25
 # Largest batch of one vectorised R recursion (sum over quartets of its intermediate sizes).
-_BATCH_ELEMENTS = 1 << 25
+_BATCH_ELEMENTS = 1 << 26
+# Per-quartet arrays besides the recursion levels (geometry, Boys function, seeds).
+_PER_QUARTET = 24
 
 _COULOMB_PREFACTOR = 2.0 * math.pi**2.5
 
@@ -447,11 +450,13 @@ def _split(density: _Density, max_items: int) -> list[_Density]:
 def _boys_prefixes(t, active):
     """Boys function F_m(T) (HJO 9.8) of order m on the first ``active[m]`` entries of ``t``.
 
-    Same table, switch point and large-T recursion as :func:`basis.integrals._boys.boys`, but every
-    order is its own Taylor series about the nearest table point, ``F_m(T_i + d) =
-    sum_k F_{m+k}(T_i) (-d)^k / k!`` (9 terms, |d| <= 0.05: truncation < 1e-17 relative), summed
-    by Horner's rule; that avoids the (N, 9) stacks and reductions, which XLA runs an order of
-    magnitude slower, and lets order m skip the entries that do not need it.
+    The method of :func:`basis.integrals._boys.boys` (same table, switch point and recursions) for
+    entries that need different highest orders: entry i needs orders up to M_i, non-increasing in
+    i. Below ``T_SWITCH`` each entry gets one Taylor series about the nearest table point, at its
+    own M_i, ``F_M(T_i + d) = sum_k F_{M+k}(T_i) (-d)^k / k!`` (9 terms, |d| <= 0.05), summed by
+    Horner's rule (XLA runs the stacked (N, 9) sum an order of magnitude slower), then the stable
+    downward recursion ``F_m = (2T F_{m+1} + exp(-T)) / (2m + 1)``. Above it,
+    ``F_0 = sqrt(pi / T) erf(sqrt(T)) / 2`` and the upward recursion.
 
     Args:
       t: (N,) arguments T >= 0.
@@ -461,25 +466,37 @@ def _boys_prefixes(t, active):
       List of (active[m],) arrays.
     """
     table = _boys_table()
+    top = len(active) - 1
     small = t < T_SWITCH
     t_small = jnp.where(small, t, 0.0)
+    exp_small = jnp.exp(-t_small)
     index = jnp.round(t_small / H).astype(jnp.int32)
     minus_d = index * H - t_small
-    # Large T: F_0 = sqrt(pi / T) erf(sqrt(T)) / 2 and upward recursion; T_SWITCH where unused so
-    # that neither branch makes inf or NaN (nor their gradients).
+    downward: list = [None] * (top + 1)
+    for m in range(top, -1, -1):
+        n, start = active[m], active[m + 1] if m < top else 0  # entries [start, n) have M_i = m
+        parts = []
+        if start:
+            parts.append((2.0 * t_small[:start] * downward[m + 1] + exp_small[:start]) * (1.0 / (2 * m + 1)))
+        if n > start:
+            x = minus_d[start:n]
+            coeffs = jnp.take(table[:, m : m + N_TAYLOR], index[start:n], axis=0, mode="clip")  # (., N_TAYLOR)
+            taylor = coeffs[:, N_TAYLOR - 1]
+            for k in range(N_TAYLOR - 2, -1, -1):
+                taylor = coeffs[:, k] + taylor * x * (1.0 / (k + 1))
+            parts.append(taylor)
+        downward[m] = _concat(parts, axis=0)
+    # Large T; T_SWITCH where unused so that neither branch makes inf or NaN (nor their gradients).
+    # erf(sqrt(T)) = 1 - exp(-T) / sqrt(pi T) (1 - 1/(2T) + ...): truncated after its first
+    # correction, good to 2e-16 for T >= 30, and no erf for every quartet.
     t_large = jnp.where(small, T_SWITCH, t)
     exp_large = jnp.exp(-t_large)
-    upward = 0.5 * jnp.sqrt(jnp.pi / t_large) * erf(jnp.sqrt(t_large))
+    upward = 0.5 * jnp.sqrt(jnp.pi / t_large) - 0.5 * exp_large / t_large
     out = []
     for m, n in enumerate(active):
         if m:
             upward = ((2 * m - 1) * upward[:n] - exp_large[:n]) / (2.0 * t_large[:n])
-        x = minus_d[:n]
-        coeffs = jnp.take(table[:, m : m + N_TAYLOR], index[:n], axis=0, mode="clip")  # (n, N_TAYLOR)
-        taylor = coeffs[:, N_TAYLOR - 1]
-        for k in range(N_TAYLOR - 2, -1, -1):
-            taylor = coeffs[:, k] + taylor * x * (1.0 / (k + 1))
-        out.append(jnp.where(small[:n], taylor, upward))
+        out.append(jnp.where(small[:n], downward[m], upward))
     return out
 
 
@@ -488,26 +505,26 @@ def _recursion_level(m: int):
     """Static plan of level m of the R recursion (HJO eq. 9.9.18-9.9.20).
 
     Level m holds R^n_{tuv} for all t + u + v <= m (for some n) in a row order of our own:
-    (0,0,0) first, then the rows raised along x (t > 0), along y (t = 0, u > 0), along z
-    (t = u = 0), each built from level m - 1 (at n + 1) as, for x,
-    ``R^n_{tuv} = X R^{n+1}_{t-1,u,v} + (t - 1) R^{n+1}_{t-2,u,v}``.
+    (0,0,0) first, then the rows with two terms, then those with one. A row is raised along its
+    first nonzero axis, for x ``R^n_{tuv} = X R^{n+1}_{t-1,u,v} + (t - 1) R^{n+1}_{t-2,u,v}``
+    from level m - 1 (at n + 1), the second term only where t >= 2.
 
     Returns:
-      ``(axis, idx1, idx2, count, position)``: per raised row (all but the first), the axis it is
-      raised along, the level m - 1 rows of the two terms and count[:, None] = t - 1 (idx2 = 0
-      and count = 0 where t < 2); position maps (t, u, v) to its row of level m.
+      ``(axis, idx1, idx2, count, position)``: per raised row, the axis it is raised along and the
+      level m - 1 row of its first term; idx2 and count[:, None] = t - 1 for the leading rows that
+      have a second term (``len(idx2)`` of them); position maps (t, u, v) to its row of level m.
     """
     if m == 0:
         return None, None, None, None, {(0, 0, 0): 0}
     prev = _recursion_level(m - 1)[4]
+    first_axis = lambda h: next(i for i in range(3) if h[i])  # noqa: E731
     targets = [tuple(int(x) for x in h) for h in hermite_indices(m)[1:]]
-    rows = sorted(targets, key=lambda h: next(i for i in range(3) if h[i]))  # x, y, z runs
-    axis = np.array([next(i for i in range(3) if h[i]) for h in rows])
-    down1 = [tuple(x - (i == a) for i, x in enumerate(h)) for h, a in zip(rows, axis)]
-    down2 = [tuple(x - 2 * (i == a) for i, x in enumerate(h)) for h, a in zip(rows, axis)]
-    idx1 = np.array([prev[h] for h in down1])
-    idx2 = np.array([prev.get(h, 0) for h in down2])
-    count = np.array([max(h[a] - 1, 0) for h, a in zip(rows, axis)], dtype=np.float64)[:, None]
+    rows = sorted(targets, key=lambda h: (h[first_axis(h)] < 2, first_axis(h)))  # two terms first
+    axis = np.array([first_axis(h) for h in rows])
+    idx1 = np.array([prev[tuple(x - (i == a) for i, x in enumerate(h))] for h, a in zip(rows, axis)])
+    second = [(h, a) for h, a in zip(rows, axis) if h[a] >= 2]
+    idx2 = np.array([prev[tuple(x - 2 * (i == a) for i, x in enumerate(h))] for h, a in second], dtype=np.int64)
+    count = np.array([h[a] - 1 for h, a in second], dtype=np.float64)[:, None]
     return axis, idx1, idx2, count, {h: i for i, h in enumerate([(0, 0, 0)] + rows)}
 
 
@@ -542,7 +559,7 @@ def _quartet_inputs(bra, kets):
     return ((pq / total).reshape(-1), scale.reshape(-1), *rpq)
 
 
-def _hermite_coulomb_sorted(col_order, alpha, scale, rpq):
+def _hermite_coulomb_sorted(runs, alpha, scale, rpq):
     """Scaled Hermite Coulomb integrals s R_{tuv}(alpha, R_PQ), t + u + v <= L, for mixed L.
 
     The recursion of HJO eq. 9.9.18-9.9.20 (that of :func:`basis.integrals._hermite.hermite_coulomb`),
@@ -554,7 +571,7 @@ def _hermite_coulomb_sorted(col_order, alpha, scale, rpq):
     grows like max L, whatever the mix of orders.
 
     Args:
-      col_order: static (N,) non-increasing L of each quartet.
+      runs: static ``[(L, n), ...]``, L non-increasing: the quartets come in runs of n of order L.
       alpha: (N,) exponents p q / (p + q); scale: (N,) seed factors s; rpq: three (N,) arrays, the
         components of P - Q.
 
@@ -562,12 +579,10 @@ def _hermite_coulomb_sorted(col_order, alpha, scale, rpq):
       ``{d: (n_hermite(d), n_d)}``, n_d the number of quartets with L >= d; a quartet with L = d
       finds its R in column (its position) of entry d, rows in the order of ``_recursion_level(d)[4]``.
     """
-    top = int(col_order[0])
-    active = [int(np.sum(col_order >= m)) for m in range(top + 1)]
-    groups = []  # (L, start, stop) of runs of equal L
-    for L in sorted(set(col_order.tolist()), reverse=True):
-        where = np.flatnonzero(col_order == L)
-        groups.append((L, int(where[0]), int(where[-1]) + 1))
+    top = runs[0][0]
+    active = [sum(n for L, n in runs if L >= m) for m in range(top + 1)]
+    groups = [(L, active[L + 1] if L < top else 0, active[L]) for L in range(top, -1, -1)]
+    groups = [(L, start, stop) for L, start, stop in groups if stop > start]  # equal-L column ranges
     boys = _boys_prefixes(alpha * (rpq[0] * rpq[0] + rpq[1] * rpq[1] + rpq[2] * rpq[2]), active)
     scaled, power, factor = [], scale, -2.0 * alpha
     for m, n in enumerate(active):
@@ -585,9 +600,10 @@ def _hermite_coulomb_sorted(col_order, alpha, scale, rpq):
         n = active[depth]
         prev = r[:, :n] if r.shape[1] > n else r
         axis, idx1, idx2, count, _ = _recursion_level(depth)
-        coordinate = _rows(jnp.stack([x[:n] for x in rpq]), axis)
-        raised = coordinate * _rows(prev, idx1) + count * _rows(prev, idx2)
-        r = jnp.concatenate([seed(depth), raised], axis=0)
+        raised = _rows(jnp.stack([x[:n] for x in rpq]), axis) * _rows(prev, idx1)
+        k = len(idx2)
+        pieces = [seed(depth), raised[:k] + count * _rows(prev, idx2)] if k else [seed(depth)]
+        r = jnp.concatenate(pieces + [raised[k:]], axis=0)
         depths[depth] = r
     return depths
 
@@ -636,11 +652,11 @@ def _level_weights(density, level: int):
 
 
 def _contract_pair_centre(r, L: int, bra: _Density, ket: _CentreDensity):
-    """(n_i, F, G * T): bra primitives x contracted auxiliary shells of one l.
+    """(n_i, H1, G * T): the ket half of eq. 9.9.33 for contracted auxiliary shells of one l.
 
-    ``sum_{h1} E_{h1 f} sum_{h2} (-1)^{|h2|} M_{h2 g} sum_{ket prims} w R_{h1 + h2}``: the ket
-    primitives are summed on R itself (their Hermite coefficients are w times a static matrix M),
-    then one product with M and one batched product with the bra coefficients.
+    ``W_{h1, (g, T)} = sum_{h2} (-1)^{|h2|} M_{h2 g} sum_{j in T} w_j R_{h1 + h2}``: the auxiliary
+    primitives are summed on R itself (their Hermite coefficients are w_j times a static matrix M),
+    then one product with M. The bra half is :func:`_contracted_rows`.
     """
     n_i, n_j = bra.exponent.shape[0], ket.exponent.shape[0]
     position = _recursion_level(L)[4]
@@ -651,23 +667,26 @@ def _contract_pair_centre(r, L: int, bra: _Density, ket: _CentreDensity):
         rw = _reduce_runs(r if weight is None else r * weight[None, :, None], ket.kind.runs, axis=1)
         idx = np.array([[position[tuple(int(a) for a in h2 + h1)] for h1 in bra.hermite] for h2 in herm2])
         rg = _rows(rw, idx.ravel()).reshape(idx.shape + rw.shape[1:])  # (h2, H1, T, n_i)
-        x = x + jnp.einsum("hg,hitn->gitn", matrix * (-1.0) ** lam, rg)
-    y = jnp.einsum("nif,gitn->nfgt", bra.coeffs, x)
-    return y.reshape(n_i, y.shape[1], -1)
+        x = x + jnp.einsum("hg,hitn->nigt", matrix * (-1.0) ** lam, rg)
+    return x.reshape(n_i, x.shape[1], -1)
 
 
 def _contract_pair_pair(r, L: int, bra: _Density, ket: _Density):
-    """(n_i, F, T * G): bra primitives x contracted ket distributions (HJO eq. 9.9.33)."""
-    n_i, n_h1, n_f = bra.coeffs.shape
+    """(n_i, H1, T * G): the ket half of eq. 9.9.33 for contracted ket pair distributions.
+
+    ``W_{h1, (T, g)} = sum_{j in T} sum_{h2} (-1)^{|h2|} E^{cd}_{j h2 g} R_{h1 + h2}``: R is laid
+    out quartet-major so that the product is batched over ket primitives without a transpose of the
+    (larger) gathered R, then ket primitives are summed into shell pairs.
+    """
+    n_i, n_h1, _ = bra.coeffs.shape
     n_j, n_h2, _ = ket.coeffs.shape
     position = _recursion_level(L)[4]
     idx = np.array([[position[tuple(int(a) for a in h1 + h2)] for h2 in ket.hermite] for h1 in bra.hermite])
-    rg = _rows(r, idx.ravel()).reshape(n_h1, n_h2, n_j, n_i)
+    rg = jnp.take(r.T.reshape(n_j, n_i, -1), idx.ravel(), axis=2, mode="clip").reshape(n_j, n_i, n_h1, n_h2)
     sign = (-1.0) ** ket.hermite.sum(axis=1)
-    x = jnp.einsum("ihmn,mhg->ming", rg, ket.coeffs * sign[None, :, None])  # (n_j, H1, n_i, G)
-    x = _segment_sum(x, ket)  # (T, H1, n_i, G)
-    y = jnp.einsum("nif,ting->nftg", bra.coeffs, x)
-    return y.reshape(n_i, n_f, -1)
+    x = jnp.einsum("mnih,mhg->mnig", rg, ket.coeffs * sign[None, :, None])  # (n_j, n_i, H1, G)
+    x = _segment_sum(x, ket)  # (T, n_i, H1, G)
+    return jnp.transpose(x, (1, 2, 0, 3)).reshape(n_i, n_h1, -1)
 
 
 def _contract_centre_centre(r, L: int, bra: _CentreDensity, ket: _CentreDensity):
@@ -715,17 +734,24 @@ def _per_bra_item(bra, ket) -> int:
     return n_j * len(bra.hermite) * max(len(ket.hermite), ket.coeffs.shape[2])
 
 
-def _evaluate(jobs):
+def _evaluate(jobs, finish):
     """Integrals for ``jobs = [(bra, [ket, ...]), ...]``.
 
     Bras that are :class:`_Density` are split (between contracted distributions) so that no block's
     intermediates exceed ``_BLOCK_ELEMENTS``. The quartets of whole pieces are batched (up to
-    ``_BATCH_ELEMENTS`` of recursion intermediates), sorted by L with one static permutation, and
-    share one R recursion per batch (:func:`_hermite_coulomb_sorted`).
+    ``_BATCH_ELEMENTS`` of recursion intermediates), sorted by L with one static gather (each
+    (piece, ket) block is a run of equal L, so the sort moves runs), and share one R recursion per
+    batch (:func:`_hermite_coulomb_sorted`). Batches, and the blocks of a batch, run one after the
+    other (:func:`_after`), so that memory holds the R integrals of one batch and the
+    intermediates of one block at a time.
+
+    Args:
+      jobs: ``[(bra, [ket, ...]), ...]``.
+      finish: ``finish(bra_piece, [per-ket contraction, ...]) -> array``, applied per piece as
+        soon as its batch is done.
 
     Returns:
-      ``(pieces, results)``: pieces ``(job index, bra piece, kets)`` and, per piece, the list of
-      per-ket contractions (``_CONTRACTIONS``).
+      Per job, the list of ``finish`` results of its pieces (in order).
     """
     pieces = []
     for j, (bra, kets) in enumerate(jobs):
@@ -735,51 +761,72 @@ def _evaluate(jobs):
                 pieces.append((j, piece, kets))
         else:
             pieces.append((j, bra, kets))
-    orders = []  # per piece: static L of every quartet (ket major)
+    runs = []  # per piece: (L, n_quartets) of each ket, in the (ket major) order of the quartets
     for _, bra, kets in pieces:
-        orders.append(np.concatenate(
-            [np.full(ket.exponent.shape[0] * bra.exponent.shape[0], _order(bra) + _order(ket)) for ket in kets]
-        ))
+        runs.append([(_order(bra) + _order(ket), ket.exponent.shape[0] * bra.exponent.shape[0]) for ket in kets])
     batches, current, cost = [], [], 0
-    for p, order in enumerate(orders):
-        extra = sum(_recursion_cost(int(L)) for L in order)
+    for p, piece_runs in enumerate(runs):
+        extra = sum(n * (_recursion_cost(L) + _PER_QUARTET) for L, n in piece_runs)
         if current and cost + extra > _BATCH_ELEMENTS:
             batches.append(current)
             current, cost = [], 0
         current.append(p)
         cost += extra
     batches.append(current)
-    results = [[None] * len(kets) for _, _, kets in pieces]
+    finished: list = [None] * len(pieces)
+    done = None  # results of the previous batch
     for batch in batches:
         inputs = [_quartet_inputs(pieces[p][1], pieces[p][2]) for p in batch]
-        col_order = np.concatenate([orders[p] for p in batch])
-        perm = np.argsort(-col_order, kind="stable")
         arrays = [_concat([x[c] for x in inputs], axis=0) for c in range(5)]
-        if np.any(perm != np.arange(perm.size)):
+        if done is not None:
+            arrays = [_after(x, done) for x in arrays]
+        batch_runs = [(L, n, p, k) for p in batch for k, (L, n) in enumerate(runs[p])]
+        starts = np.cumsum([0] + [n for _, n, _, _ in batch_runs])
+        order = sorted(range(len(batch_runs)), key=lambda i: -batch_runs[i][0])  # stable
+        if order != sorted(order):  # sort the quartets by L with one static gather
+            perm = np.concatenate([np.arange(starts[i], starts[i + 1]) for i in order])
             arrays = [jnp.take(x, perm, mode="clip") for x in arrays]
-        depths = _hermite_coulomb_sorted(col_order[perm], arrays[0], arrays[1], arrays[2:])
-        position = np.argsort(perm)  # sorted column of every original column
-        start = 0
-        for p in batch:
+        depths = _hermite_coulomb_sorted([batch_runs[i][:2] for i in order], arrays[0], arrays[1], arrays[2:])
+        column = dict(zip(order, np.cumsum([0] + [batch_runs[i][1] for i in order])))  # first column
+        for i, (L, n, p, k) in enumerate(batch_runs):
             _, bra, kets = pieces[p]
-            for k, ket in enumerate(kets):
-                size = ket.exponent.shape[0] * bra.exponent.shape[0]
-                L = _order(bra) + _order(ket)
-                first = int(position[start])  # the ket's quartets stay contiguous (stable sort)
-                r = depths[L][:, first : first + size]
-                results[p][k] = _CONTRACTIONS[(type(bra), type(ket))](r, L, bra, ket)
-                start += size
-    return pieces, results
+            r = depths[L][:, column[i] : column[i] + n]
+            if done is not None:  # one block after the other: their intermediates never coexist
+                r = _after(r, done)
+            done = _CONTRACTIONS[(type(bra), type(kets[k]))](r, L, bra, kets[k])
+            if k == 0:
+                halves = []
+            halves.append(done)
+            if k == len(kets) - 1:
+                finished[p] = done = finish(bra, halves)
+    out: list[list] = [[] for _ in jobs]
+    for (j, _, _), result in zip(pieces, finished):
+        out[j].append(result)
+    return out
+
+
+def _after(x, previous):
+    """x, made to depend on ``previous``: XLA then schedules everything reading x after it.
+
+    XLA drops optimization barriers on CPU before scheduling and its scheduler may otherwise start
+    all blocks at once, keeping all their intermediates alive; ``0 * v`` is not simplified for
+    floats (it is NaN for v = inf), so this data dependence survives, at the cost of a fused add.
+    """
+    return x + 0.0 * previous.reshape(-1)[0]
 
 
 def _contracted_rows(jobs):
-    """For bras of :class:`_Density`: per job, (S, F, sum over kets of their columns), summed over
-    bra primitives into contracted distributions."""
-    pieces, results = _evaluate(jobs)
-    rows: list[list] = [[] for _ in jobs]
-    for (j, bra, _), ys in zip(pieces, results):
-        rows[j].append(_segment_sum(_concat(ys, axis=2), bra))
-    return [_concat(r, axis=0) for r in rows]
+    """Integrals of jobs with :class:`_Density` bras: per job, (S, F, columns of all its kets).
+
+    The bra half of eq. 9.9.33, ``sum_{h1} E^{ab}_{n h1 f} W_{n h1 c}``, is one product batched over
+    bra primitives n for all kets of a piece at once, then bra primitives are summed into shell
+    pairs (one sorted segment sum).
+    """
+
+    def finish(bra, halves):
+        return _segment_sum(jnp.einsum("nif,nic->nfc", bra.coeffs, _concat(halves, axis=2)), bra)
+
+    return [_concat(r, axis=0) for r in _evaluate(jobs, finish)]
 
 
 def _concat(arrays, axis):
@@ -800,7 +847,9 @@ def _symmetric_from_rows(rows, widths):
     full = _concat(full, axis=0)
     # Diagonal blocks hold both (x|y) and (y|x), equal up to rounding: keep one, so that the
     # result is exactly symmetric.
-    return jnp.tril(full) + jnp.tril(full, -1).T
+    n = full.shape[0]
+    lower = jax.lax.broadcasted_iota(jnp.int32, (n, n), 0) >= jax.lax.broadcasted_iota(jnp.int32, (n, n), 1)
+    return jnp.where(lower, full, full.T)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -815,7 +864,8 @@ def electron_repulsion(basis: Basis, coords) -> jax.Array:
     ``(ab|cd) = int int phi_a(r1) phi_b(r1) phi_c(r2) phi_d(r2) / |r1 - r2| dr1 dr2`` (chemists'
     notation) by HJO eq. 9.9.33, for unique shell pairs and pair kinds (bra kind >= ket kind); the
     full tensor follows from the 8-fold permutational symmetry. Memory: the result has nao^4
-    float64 elements (1.35 GB for nao = 114); intermediates need about as much again.
+    float64 elements (1.35 GB for nao = 114, benzene def2-SVP); intermediates peak at about as much
+    again (1.3 GB there).
 
     Args:
       basis: orbital :class:`~basis.gto.Basis`.
@@ -829,7 +879,7 @@ def electron_repulsion(basis: Basis, coords) -> jax.Array:
     rows = _contracted_rows([(bra, densities[: i + 1]) for i, bra in enumerate(densities)])
     rows = [r.reshape(r.shape[0] * r.shape[1], -1) for r in rows]
     unique = _symmetric_from_rows(rows, [r.shape[0] for r in rows])  # (n_rows, n_rows), pair functions
-    full = _rows(_rows(unique, plan.row_map).T, plan.row_map)  # unique is symmetric: .T is free
+    full = jnp.take(_rows(unique, plan.row_map), plan.row_map, axis=1, mode="clip")
     nao = plan.nao
     return full.reshape(nao, nao, nao, nao)
 
@@ -839,7 +889,8 @@ def coulomb_3c(basis: Basis, auxbasis: Basis, coords) -> jax.Array:
     """Three-centre Coulomb integrals (ab|P) in hartree (PySCF ``int3c2e``, ``df.incore.aux_e2``).
 
     ``(ab|P) = int int phi_a(r1) phi_b(r1) chi_P(r2) / |r1 - r2| dr1 dr2``: HJO eq. 9.9.33 with a single
-    Gaussian as ket, computed for unique shell pairs a >= b.
+    Gaussian as ket, computed for unique shell pairs a >= b. Intermediates peak at 1.5-3 times the
+    output (0.7 GB for n-hexane def2-TZVP, 270 x 270 x 702).
 
     Args:
       basis: orbital :class:`~basis.gto.Basis`.
@@ -878,10 +929,11 @@ def coulomb_2c(auxbasis: Basis, coords) -> jax.Array:
     """
     aux_plan = _aux_plan(auxbasis)
     centres = _centre_densities(auxbasis, aux_plan, coords)
-    _, results = _evaluate([(bra, centres[: i + 1]) for i, bra in enumerate(centres)])
-    rows = []
-    for blocks in results:  # (T1, F, T2, G) per ket kind
-        rows.append(_concat([b.reshape(b.shape[0] * b.shape[1], -1) for b in blocks], axis=1))
+
+    def finish(bra, blocks):  # (T1, F, T2, G) per ket kind
+        return _concat([b.reshape(b.shape[0] * b.shape[1], -1) for b in blocks], axis=1)
+
+    rows = [r[0] for r in _evaluate([(bra, centres[: i + 1]) for i, bra in enumerate(centres)], finish)]
     grouped = _symmetric_from_rows(rows, [r.shape[0] for r in rows])
     inverse = np.argsort(np.concatenate([_function_order(auxbasis, k, shell_major=True) for k in aux_plan.kinds]))
-    return _rows(_rows(grouped, inverse).T, inverse)
+    return jnp.take(_rows(grouped, inverse), inverse, axis=1, mode="clip")

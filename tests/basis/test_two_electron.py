@@ -25,7 +25,7 @@ from basis.molecule import make_molecule
 
 WATER = make_molecule("O 0 0 0; H 0 0.757 0.587; H 0 -0.757 0.587")
 HCL = make_molecule("H 0 0 0; Cl 0.1 0.2 1.27")
-# A small basis with f functions: one s and one f shell per atom (orders up to (ff|ff), L = 12).
+# A small basis with f functions: s and f on He, s and d on H; (ff|ff) needs Hermite orders up to 12.
 S_AND_F = {"He": [[0, [1.3, 1.0]], [3, [0.9, 1.0]]], "H": [[0, [0.7, 1.0]], [2, [1.1, 1.0]]]}
 HEH = make_molecule("He 0 0 0; H 0.3 -0.2 1.4", charge=1)
 
@@ -232,9 +232,12 @@ def test_finite_differences_coordinate_and_exponent():
     assert basis.shell_l[3] == 1 and basis.shell_atom[3] == 0
     d_exp[3, 0] = 1.0  # an O p exponent
     jvp = jax.jit(lambda dc, de: jax.jvp(energy, (coords, exps), (dc, de))[1])
-    for dc, de, h in [(d_coord, np.zeros_like(d_exp), 1e-4), (np.zeros_like(d_coord), d_exp, 1e-5 * float(exps[3, 0]))]:
+    steps = [(d_coord, np.zeros_like(d_exp), 1e-4), (np.zeros_like(d_coord), d_exp, 1e-5 * float(exps[3, 0]))]
+    for dc, de, h in steps:
         analytic = float(jvp(dc, de))
-        numeric = (float(energy_jit(coords + h * dc, exps + h * de)) - float(energy_jit(coords - h * dc, exps - h * de))) / (2 * h)
+        plus = float(energy_jit(coords + h * dc, exps + h * de))
+        minus = float(energy_jit(coords - h * dc, exps - h * de))
+        numeric = (plus - minus) / (2 * h)
         assert abs(analytic - numeric) < 1e-7 * max(1.0, abs(analytic)), (analytic, numeric)
 
 
