@@ -135,14 +135,7 @@ class _Static:
     verbose: bool = False
 
 
-# Integral and AO kernels, jitted once per basis structure (their Basis argument is a pytree).
-_overlap = jax.jit(one_electron.overlap)
-_kinetic = jax.jit(one_electron.kinetic)
-_nuclear = jax.jit(one_electron.nuclear_attraction)
-_dipole = jax.jit(one_electron.dipole)
-_eri = jax.jit(two_electron.electron_repulsion)
-_coulomb_3c = jax.jit(two_electron.coulomb_3c)
-_coulomb_2c = jax.jit(two_electron.coulomb_2c)
+# The integral functions are jitted where they are defined; AO values are jitted here.
 _ao_values = jax.jit(ao_values, static_argnames="deriv")
 
 
@@ -178,19 +171,19 @@ def build_system(molecule: Molecule, options: SCFOptions, basis: Basis | None = 
     basis = make_basis(molecule, options.basis) if basis is None else basis
     coords = jnp.asarray(molecule.coords)
     charges = jnp.asarray(molecule.atomic_numbers, dtype=jnp.float64)
-    s = _overlap(basis, coords)
-    h = _kinetic(basis, coords) + _nuclear(basis, coords, charges)
+    s = one_electron.overlap(basis, coords)
+    h = one_electron.kinetic(basis, coords) + one_electron.nuclear_attraction(basis, coords, charges)
     x = _orthogonalizer(np.asarray(s))
     if options.density_fit:
         aux = make_auxbasis(molecule, options.basis, options.auxbasis)
-        j3 = _coulomb_3c(basis, aux, coords)  # (nao, nao, naux)
-        j2 = _coulomb_2c(aux, coords)
+        j3 = two_electron.coulomb_3c(basis, aux, coords)  # (nao, nao, naux)
+        j2 = two_electron.coulomb_2c(aux, coords)
         low = jnp.linalg.cholesky(j2)
         naux = j2.shape[0]
         df = jax.scipy.linalg.solve_triangular(low, j3.reshape(-1, naux).T, lower=True).reshape(naux, *s.shape)
         eri = jnp.zeros((0,))
     else:
-        eri = _eri(basis, coords)
+        eri = two_electron.electron_repulsion(basis, coords)
         df = jnp.zeros((0,))
     if functional.kind == "hf":
         ao = jnp.zeros((4, 0, basis.nao))
@@ -208,7 +201,7 @@ def build_system(molecule: Molecule, options: SCFOptions, basis: Basis | None = 
         df_factor=df,
         ao=ao,
         weights=weights,
-        dipole_ints=_dipole(basis, coords),
+        dipole_ints=one_electron.dipole(basis, coords),
     )
 
 

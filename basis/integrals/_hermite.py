@@ -14,9 +14,11 @@ coefficients (E^{00}_0 = 1). Coulomb-type integrals over Hermite Gaussians reduc
 
     R^n_{tuv}(alpha, X, Y, Z) = (d/dX)^t (d/dY)^u (d/dZ)^v [(-2 alpha)^n F_n(alpha R^2)],
 
-built by the recursion of eq. 9.9.18-9.9.20. All loops here run over *static* angular momenta
-(Python ints), so under ``jit`` they unroll into fixed elementwise array code, vectorised over any
-leading batch of primitive pairs.
+built by the recursion of eq. 9.9.18-9.9.20. The recursions here are the plain, readable forms:
+all loops run over *static* angular momenta and unroll into elementwise code. The production
+kernels in :mod:`~basis.integrals.one_electron` and :mod:`~basis.integrals.two_electron` use
+closed-form and level-vectorised equivalents (far less compile time); these recursions are their
+reference (tests/basis/test_hermite.py checks integrals built from them against libcint).
 """
 
 from __future__ import annotations
@@ -37,11 +39,6 @@ def hermite_indices(L: int) -> np.ndarray:
         [(t, u, n - t - u) for n in range(L + 1) for t in range(n, -1, -1) for u in range(n - t, -1, -1)],
         dtype=np.int64,
     )
-
-
-@functools.lru_cache(maxsize=None)
-def _hermite_position(L: int) -> dict[tuple[int, int, int], int]:
-    return {tuple(int(x) for x in tuv): k for k, tuv in enumerate(hermite_indices(L))}
 
 
 def hermite_e_1d(la: int, lb: int, p, xpa, xpb):
@@ -155,23 +152,6 @@ def hermite_coulomb(L: int, alpha, rpc):
                     cur[(t, u, v)] = val
     r0 = r_n[0]
     return jnp.stack([r0[tuple(int(k) for k in tuv)] for tuv in hermite_indices(L)], axis=-1)
-
-
-@functools.lru_cache(maxsize=None)
-def hermite_pair_index(L1: int, L2: int) -> tuple[np.ndarray, np.ndarray]:
-    """Index map for the two-centre Hermite sum of electron repulsion (eq. 9.9.33).
-
-    Returns:
-      ``(index, sign)``, both ``(n_hermite(L1), n_hermite(L2))``: for bra Hermite (t, u, v) and ket
-      Hermite (tau, nu, phi), ``index`` is the position of (t + tau, u + nu, v + phi) in
-      :func:`hermite_indices`\\ ``(L1 + L2)`` and ``sign = (-1)^(tau + nu + phi)``, so that
-      ``(ab|cd) ~ sum E^{ab}_h1 sign[h1, h2] R[index[h1, h2]] E^{cd}_h2``.
-    """
-    pos = _hermite_position(L1 + L2)
-    bra, ket = hermite_indices(L1), hermite_indices(L2)
-    index = np.array([[pos[tuple(int(x) for x in b + k)] for k in ket] for b in bra], dtype=np.int64)
-    sign = np.array([[(-1.0) ** int(k.sum()) for k in ket] for _ in bra])
-    return index, sign
 
 
 def gaussian_product(a, b, center_a, center_b):

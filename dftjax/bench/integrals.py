@@ -42,14 +42,6 @@ class IntegralTiming:
         return self.warm_s / self.pyscf_s
 
 
-_overlap = jax.jit(one_electron.overlap)
-_kinetic = jax.jit(one_electron.kinetic)
-_nuclear = jax.jit(one_electron.nuclear_attraction)
-_eri = jax.jit(two_electron.electron_repulsion)
-_c2 = jax.jit(two_electron.coulomb_2c)
-_c3 = jax.jit(two_electron.coulomb_3c)
-
-
 def _cases(molecule, basis_name: str):
     """(name, dftjax thunk, PySCF thunk) for every integral class on one molecule and basis."""
     from pyscf.df import incore
@@ -61,18 +53,18 @@ def _cases(molecule, basis_name: str):
     coords = jnp.asarray(molecule.coords)
     charges = jnp.asarray(molecule.atomic_numbers, dtype=jnp.float64)
     cases: list[tuple[str, Callable, Callable]] = [
-        ("overlap", lambda: _overlap(basis, coords), lambda: mol.intor("int1e_ovlp")),
-        ("kinetic", lambda: _kinetic(basis, coords), lambda: mol.intor("int1e_kin")),
-        ("nuclear", lambda: _nuclear(basis, coords, charges), lambda: mol.intor("int1e_nuc")),
-        ("coulomb_2c", lambda: _c2(auxbasis, coords), lambda: auxmol.intor("int2c2e")),
+        ("overlap", lambda: one_electron.overlap(basis, coords), lambda: mol.intor("int1e_ovlp")),
+        ("kinetic", lambda: one_electron.kinetic(basis, coords), lambda: mol.intor("int1e_kin")),
+        ("nuclear", lambda: one_electron.nuclear_attraction(basis, coords, charges), lambda: mol.intor("int1e_nuc")),
+        ("coulomb_2c", lambda: two_electron.coulomb_2c(auxbasis, coords), lambda: auxmol.intor("int2c2e")),
         (
             "coulomb_3c",
-            lambda: _c3(basis, auxbasis, coords),
+            lambda: two_electron.coulomb_3c(basis, auxbasis, coords),
             lambda: incore.aux_e2(mol, auxmol, "int3c2e", aosym="s1"),
         ),
     ]
     if basis.nao <= MAX_NAO_4C:
-        cases.append(("eri_4c", lambda: _eri(basis, coords), lambda: mol.intor("int2e")))
+        cases.append(("eri_4c", lambda: two_electron.electron_repulsion(basis, coords), lambda: mol.intor("int2e")))
     return basis.nao, cases
 
 
