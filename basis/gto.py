@@ -209,19 +209,21 @@ def make_basis(molecule: Molecule, basis="def2-svp", *, cartesian: bool = False)
     return basis_from_pyscf(mol, name=basis if isinstance(basis, str) else "custom")
 
 
-def make_auxbasis(molecule: Molecule, orbital_basis="def2-svp", auxbasis=None) -> Basis:
+def make_auxbasis(molecule: Molecule, orbital_basis="def2-svp", auxbasis=None, *,
+                  exact_exchange: bool = True) -> Basis:
     """Auxiliary (density-fitting) basis, PySCF's default for ``orbital_basis`` unless given.
 
-    PySCF picks the fitting basis with ``pyscf.df.addons.make_auxbasis``: the matching JK-fit basis
-    where one is tabulated (def2-universal-jkfit for the def2 family), otherwise an even-tempered
-    basis generated from the orbital basis. We call the same function so both codes fit with the
-    same functions. Auxiliary bases are always spherical, as in PySCF.
+    PySCF picks the fitting basis with ``pyscf.df.addons.make_auxbasis``: where one is tabulated,
+    the matching JK-fit basis when exact exchange is fitted too (HF, hybrids: def2-universal-jkfit
+    for the def2 family) and the J-fit basis for pure functionals (def2-universal-jfit), otherwise
+    an even-tempered basis generated from the orbital basis. We call the same function so both
+    codes fit with the same functions. Auxiliary bases are always spherical, as in PySCF.
     """
     from pyscf.df import addons
 
     if auxbasis is None:
         mol = _pyscf_mole(molecule, orbital_basis, cartesian=False)
-        auxbasis = addons.make_auxbasis(mol)
+        auxbasis = addons.make_auxbasis(mol, xc="HF" if exact_exchange else "LDA")
     auxmol = _pyscf_mole(molecule, auxbasis, cartesian=False)
     if isinstance(auxbasis, dict) and len(set(map(str, auxbasis.values()))) == 1:
         name = str(next(iter(auxbasis.values())))

@@ -5,7 +5,17 @@ molecules, basis sets, integrals and grids are in :mod:`basis`, functionals in :
 Importing dftjax turns on float64 in JAX: the SCF and its derivatives need it.
 """
 
-import jax
+import os
+
+# Several virtual CPU devices (XLA_FLAGS=--xla_force_host_platform_device_count=N, how sharding is
+# tested on one host) run their collectives inside Eigen's thread pool; with fewer cores than
+# devices the all-reduces of a sharded SCF can starve and abort. Single-threaded Eigen avoids it.
+# Only effective before JAX's CPU backend starts.
+_xla_flags = os.environ.get("XLA_FLAGS", "")
+if "xla_force_host_platform_device_count" in _xla_flags and "xla_cpu_multi_thread_eigen" not in _xla_flags:
+    os.environ["XLA_FLAGS"] = _xla_flags + " --xla_cpu_multi_thread_eigen=false"
+
+import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 

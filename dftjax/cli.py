@@ -7,6 +7,7 @@ Commands (see ../shared/ARCHITECTURE.md, "Command line"):
 * ``dftjax scf``: a Kohn-Sham or Hartree-Fock calculation.
 * ``dftjax bench integrals``: integral timings against libcint.
 * ``dftjax bench functionals``: XC energy + potentials per million points against libxc.
+* ``dftjax bench scf``: whole SCF calculations (cold, warm) against PySCF.
 
 Every command takes ``--json`` (one JSON object on stdout; a human-readable table otherwise),
 reports progress on stderr, and exits with status 2 and a one-line message on bad input.
@@ -115,6 +116,7 @@ def cmd_scf(args) -> dict:
     options = SCFOptions(
         xc=args.xc, basis=args.basis, unrestricted=args.unrestricted,
         grid_level=args.grid_level, density_fit=args.density_fit, max_cycle=args.max_cycle,
+        break_symmetry=args.break_symmetry,
     )
     _progress(f"{options.xc}/{options.basis} on {molecule.n_atoms} atoms ({'UKS' if options.unrestricted else 'RKS'})")
     result = run_scf(molecule, options, verbose=True)
@@ -168,7 +170,26 @@ def cmd_bench(args) -> dict:
             raise UsageError(f"--points {args.points} must be positive")
         results = suite.run(n_points=args.points, repeats=args.repeats)
         return {"suite": "functionals", "results": suite.as_records(results), "table": suite.format_table(results)}
-    raise UsageError(f"unknown benchmark suite {args.suite!r}: expected one of ['functionals', 'integrals']")
+    if args.suite == "scf":
+        from dftjax.bench import scf as suite
+        from dftjax.bench.molecules import MOLECULES
+
+        molecules = args.molecules.split(",")
+        unknown = [m for m in molecules if m not in MOLECULES]
+        if unknown:
+            raise UsageError(f"unknown benchmark molecule {unknown[0]!r}: expected one of {sorted(MOLECULES)}")
+        functionals = args.xc.split(",")
+        for xc in functionals:
+            _functional_or_usage_error(xc)
+        results = suite.run(molecules=molecules, functionals=functionals, basis=args.basis_sets.split(",")[0])
+        return {"suite": "scf", "results": suite.as_records(results), "table": suite.format_table(results)}
+    raise UsageError(f"unknown benchmark suite {args.suite!r}: expected one of ['functionals', 'integrals', 'scf']")
+
+
+def _functional_or_usage_error(xc: str):
+    from functionals import get_functional
+
+    return get_functional(xc)  # ValueError with close matches
 
 
 def _add_molecule_args(parser: argparse.ArgumentParser) -> None:
@@ -194,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     scf.add_argument("--basis", default="def2-svp")
     scf.add_argument("--xc", default="pbe", help="functional name as PySCF/libxc, or 'hf'")
     scf.add_argument("--unrestricted", action="store_true")
+    scf.add_argument("--break-symmetry", action="store_true",
+                     help="unrestricted: mix HOMO and LUMO of the guess (stretched bonds, diradicals)")
     scf.add_argument("--grid-level", type=int, default=3)
     scf.add_argument("--density-fit", action="store_true")
     scf.add_argument("--max-cycle", type=int, default=100)
@@ -201,9 +224,11 @@ def build_parser() -> argparse.ArgumentParser:
     scf.set_defaults(func=cmd_scf)
 
     bench = sub.add_parser("bench", help="benchmarks against PySCF/libcint in the same process")
-    bench.add_argument("suite", choices=["integrals", "functionals"])
+    bench.add_argument("suite", choices=["integrals", "functionals", "scf"])
     bench.add_argument("--molecules", default="water,benzene,hexane")
-    bench.add_argument("--basis-sets", default="def2-svp,def2-tzvp")
+    bench.add_argument("--basis-sets", default="def2-svp,def2-tzvp",
+                       help="integrals: comma-separated list; scf: the first one (default def2-svp)")
+    bench.add_argument("--xc", default="pbe,b3lyp", help="scf suite: comma-separated functionals")
     bench.add_argument("--points", type=int, default=1_000_000, help="grid points for the functionals suite")
     bench.add_argument("--repeats", type=int, default=3)
     bench.add_argument("--json", action="store_true")

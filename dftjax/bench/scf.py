@@ -1,0 +1,115 @@
+"""`dftjax bench scf`: whole Kohn-Sham calculations, dftjax against PySCF in the same process.
+
+For each (molecule, functional, exact or density-fitted J/K) the same restricted calculation
+(def2-SVP by default, grid level 3, conv_tol 1e-9) runs in dftjax and in PySCF. Reported: both
+energies and their difference (dftjax on its own grid, which matches PySCF's construction), the
+dftjax cold time (first call in the process: integrals, grid, tracing, compilation, SCF), the warm
+time (a second full ``run_scf`` with everything compiled: integrals, grid, AO values and the SCF
+loop are recomputed, only compilation is reused), PySCF's time for ``mf.kernel()`` (from
+building its grids to convergence), and the ratios warm / PySCF and cold / PySCF.
+
+Exact four-centre J/K is skipped above ``MAX_NAO_EXACT`` basis functions (the ERI tensor is
+stored in memory, nao^4 x 8 bytes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+
+import numpy as np
+
+from basis.molecule import make_molecule
+from dftjax.bench.molecules import MOLECULES
+from dftjax.scf import SCFOptions, run_scf
+
+MAX_NAO_EXACT = 120
+FUNCTIONALS = ("pbe", "b3lyp")
+
+
+@dataclasses.dataclass(frozen=True)
+class SCFTiming:
+    molecule: str
+    basis: str
+    xc: str
+    density_fit: bool
+    nao: int
+    energy: float
+    energy_pyscf: float
+    iterations: int
+    iterations_pyscf: int
+    cold_s: float
+    warm_s: float
+    pyscf_s: float
+
+    @property
+    def ratio_warm(self) -> float:
+        return self.warm_s / self.pyscf_s
+
+    @property
+    def ratio_cold(self) -> float:
+        return self.cold_s / self.pyscf_s
+
+
+def _pyscf(molecule, options: SCFOptions):
+    from pyscf import dft
+
+    mol = molecule.to_pyscf(basis=options.basis)
+    mf = dft.RKS(mol)
+    mf.xc = options.xc
+    mf.grids.level = options.grid_level
+    mf.conv_tol = options.conv_tol
+    mf.verbose = 0
+    if options.density_fit:
+        mf = mf.density_fit()
+    start = time.perf_counter()
+    energy = mf.kernel()
+    return energy, mf.cycles, time.perf_counter() - start, mol.nao_nr()
+
+
+def run(molecules=("water", "benzene", "hexane"), functionals=FUNCTIONALS, density_fit=(False, True),
+        basis: str = "def2-svp", progress=True) -> list[SCFTiming]:
+    """Time each combination; progress lines on stderr."""
+    results = []
+    for name in molecules:
+        molecule = make_molecule(MOLECULES[name])
+        for xc in functionals:
+            for df in density_fit:
+                options = SCFOptions(xc=xc, basis=basis, density_fit=df, conv_tol=1e-9)
+                energy_ref, cycles_ref, pyscf_s, nao = _pyscf(molecule, options)
+                if not df and nao > MAX_NAO_EXACT:
+                    if progress:
+                        print(f"[bench scf] {name} {xc} exact J/K skipped: {nao} AOs > {MAX_NAO_EXACT}",
+                              file=sys.stderr, flush=True)
+                    continue
+                cold = run_scf(molecule, options)
+                warm = run_scf(molecule, options)
+                row = SCFTiming(name, basis, xc, df, nao, warm.energy, float(energy_ref), warm.iterations,
+                                int(cycles_ref), cold.wall_time_s, warm.wall_time_s, pyscf_s)
+                results.append(row)
+                if progress:
+                    print(f"[bench scf] {name} {xc} df={df}: dE={row.energy - row.energy_pyscf:.1e} "
+                          f"cold {row.cold_s:.1f}s warm {row.warm_s:.2f}s pyscf {row.pyscf_s:.2f}s",
+                          file=sys.stderr, flush=True)
+    return results
+
+
+def as_records(results: list[SCFTiming]) -> list[dict]:
+    return [dict(dataclasses.asdict(r), ratio_warm=r.ratio_warm, ratio_cold=r.ratio_cold,
+                 energy_difference=r.energy - r.energy_pyscf) for r in results]
+
+
+def format_table(results: list[SCFTiming]) -> str:
+    header = (f"{'molecule':<9} {'xc':<6} {'J/K':<5} {'nao':>4} {'E dftjax (Ha)':>16} {'E - E_PySCF':>12} "
+              f"{'iter':>9} {'cold s':>8} {'warm s':>8} {'PySCF s':>8} {'warm/PySCF':>10} {'cold/PySCF':>10}")
+    lines = [header]
+    for r in results:
+        lines.append(
+            f"{r.molecule:<9} {r.xc:<6} {'DF' if r.density_fit else 'exact':<5} {r.nao:>4} {r.energy:>16.9f} "
+            f"{r.energy - r.energy_pyscf:>12.2e} {f'{r.iterations}/{r.iterations_pyscf}':>9} {r.cold_s:>8.2f} "
+            f"{r.warm_s:>8.2f} {r.pyscf_s:>8.2f} {r.ratio_warm:>10.2f} {r.ratio_cold:>10.2f}")
+    if results:
+        lines.append(f"warm/PySCF: median {np.median([r.ratio_warm for r in results]):.2f} "
+                     f"(goal <= 0.5); cold/PySCF: median {np.median([r.ratio_cold for r in results]):.2f} (goal <= 2)")
+    return "\n".join(lines)

@@ -1,0 +1,94 @@
+"""The Kohn-Sham Hamiltonian: Coulomb, exact exchange (full and long-range), XC from autodiff.
+
+:func:`fock_and_energy` maps spin density matrices ``dm (2, nao, nao)`` to the spin Fock matrices
+and the energy parts. The XC potential matrix is ``jax.grad`` of the XC energy with respect to the
+density matrix, so LDA, GGA, meta-GGA and learned functionals share one path:
+``V^xc_{s, mu nu} = d E_xc / d D^s_{mu nu}`` (Pople, Gill, Johnson, Chem. Phys. Lett. 199, 557
+(1992) write out the same matrix elements by hand).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from dftjax.system import KSSystem
+from functionals import Functional, features_from_density_matrices
+
+def coulomb_exchange(system: KSSystem, dm, with_exchange: bool):
+    """J[D_a + D_b] (nao, nao) and K[D_s] (2, nao, nao) (zeros if not with_exchange)."""
+    total = dm[0] + dm[1]
+    if system.eri.size:
+        j = jnp.einsum("ijkl,kl->ij", system.eri, total)
+    else:
+        b = system.df_factor
+        j = jnp.einsum("pij,p->ij", b, jnp.einsum("pkl,kl->p", b, total))
+    k = _exchange(system.eri, system.df_factor, dm) if with_exchange else jnp.zeros_like(dm)
+    return j, k
+
+
+def _exchange(eri, df_factor, dm):
+    """K[D_s] (2, nao, nao) from exact ERIs (nao^4) or, when those are empty, a DF factor."""
+    if eri.size:
+        return jnp.einsum("ikjl,skl->sij", eri, dm)
+    return jnp.einsum("pik,skl,plj->sij", df_factor, dm, df_factor)
+
+
+def exchange_coefficients(functional: Functional) -> tuple[float, float]:
+    """(c_full, c_lr): the exact-exchange matrix is ``c_full K + c_lr K_lr(omega)``.
+
+    PySCF's ``rsh_coeff`` (omega, alpha, beta) means ``alpha K + beta K_sr`` with
+    ``K_sr = K - K_lr``, so ``c_full = alpha + beta`` and ``c_lr = -beta`` (CAM-B3LYP: 0.19 and
+    0.46, i.e. 19 % short-range and 65 % long-range HF exchange; Yanai, Tew, Handy, CPL 393, 51
+    (2004)). Hartree-Fock is ``(1, 0)``.
+    """
+    if functional.kind == "hf":
+        return 1.0, 0.0
+    if functional.omega:
+        return functional.alpha + functional.beta, -functional.beta
+    return functional.exact_exchange, 0.0
+
+
+def xc_energy(functional: Functional, params, system: KSSystem, dm):
+    """Semilocal XC energy (Ha) of spin density matrices dm (2, nao, nao)."""
+    features = features_from_density_matrices(system.ao, dm)
+    return jnp.sum(system.weights * functional.energy_density(params, features))
+
+
+class EnergyParts(NamedTuple):
+    one_electron: jax.Array
+    coulomb: jax.Array
+    exchange: jax.Array  # exact-exchange contribution (already scaled by the hybrid fraction)
+    xc: jax.Array
+    nuclear_repulsion: jax.Array
+
+    @property
+    def total(self):
+        return self.one_electron + self.coulomb + self.exchange + self.xc + self.nuclear_repulsion
+
+
+def fock_and_energy(functional: Functional, params, system: KSSystem, dm):
+    """Spin Fock matrices (2, nao, nao) and :class:`EnergyParts` of density matrices dm."""
+    hybrid, long_range = exchange_coefficients(functional)
+    j, k = coulomb_exchange(system, dm, with_exchange=hybrid != 0.0)
+    k = hybrid * k
+    if long_range:
+        k = k + long_range * _exchange(system.eri_lr, system.df_factor_lr, dm)
+    if functional.kind == "hf":
+        e_xc, v_xc = jnp.zeros(()), jnp.zeros_like(dm)
+    else:
+        e_xc, v_xc = jax.value_and_grad(lambda d: xc_energy(functional, params, system, d))(dm)
+        v_xc = 0.5 * (v_xc + jnp.swapaxes(v_xc, 1, 2))
+    fock = system.h_core[None] + j[None] - k + v_xc
+    parts = EnergyParts(
+        one_electron=jnp.sum(system.h_core * (dm[0] + dm[1])),
+        coulomb=0.5 * jnp.sum(j * (dm[0] + dm[1])),
+        exchange=-0.5 * jnp.sum(k * dm),
+        xc=e_xc,
+        nuclear_repulsion=system.e_nuc,
+    )
+    return fock, parts
+
+

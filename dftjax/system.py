@@ -1,0 +1,243 @@
+"""The arrays a Kohn-Sham calculation needs for one geometry: options, integrals, grid, AO values.
+
+:func:`build_system` runs once per geometry and returns a :class:`KSSystem` pytree: overlap, core
+Hamiltonian, orthogonaliser, exact or density-fitted (and long-range, for range-separated hybrids)
+electron-repulsion integrals, the quadrature grid and the AO values on it. The grid arrays can be
+split across devices (``SCFOptions.shard_grid``). Atomic units (bohr, hartree).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from basis.ao import ao_values
+from basis.gto import Basis, make_auxbasis, make_basis
+from basis.grids import make_grid, pyscf_grid
+from basis.integrals import one_electron, two_electron
+from basis.molecule import Molecule, nuclear_repulsion
+from functionals import Functional, get_functional
+
+LINDEP_THRESHOLD = 1e-8
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SCFOptions:
+    """Options of a Kohn-Sham (or HF) calculation.
+
+    Attributes:
+      xc: functional name as PySCF/libxc (``"pbe"``, ``"b3lyp"``, ``"hf"``, ...).
+      basis: orbital basis name.
+      unrestricted: UKS/UHF instead of RKS/RHF (required when spin != 0).
+      grid_level: 0-9 as PySCF (default 3).
+      pyscf_grids: use PySCF's own grid (for exact parity tests) instead of dftjax's.
+      density_fit: density-fitted J/K with PySCF's default auxiliary basis (or ``auxbasis``).
+      auxbasis: auxiliary basis name; None for PySCF's default.
+      max_cycle: maximum number of SCF iterations.
+      conv_tol: convergence threshold on the energy change (Ha).
+      conv_tol_grad: threshold on the orbital gradient (commutator) norm; None: sqrt(conv_tol).
+      diis_space: number of DIIS vectors.
+      level_shift: virtual-orbital level shift (Ha) for the first attempt.
+      damping: density-matrix damping factor in [0, 1) for the first attempt.
+      init_guess: ``"minao"`` (PySCF's superposition of minimal-basis atomic densities) or ``"1e"``
+        (core Hamiltonian).
+      break_symmetry: unrestricted only: mix the alpha HOMO and LUMO of the initial guess
+        (HOMO +- LUMO over sqrt 2, opposite signs for the two spins) so that a singlet can relax to a
+        broken-symmetry solution (stretched bonds, diradicals).
+      shard_grid: split the grid points (AO values, XC) across all local JAX devices with
+        ``jax.sharding`` when more than one is visible (CPU hosts: ``XLA_FLAGS=
+        --xla_force_host_platform_device_count=N``); results equal the single-device ones.
+    """
+
+    xc: str = "pbe"
+    basis: str = "def2-svp"
+    unrestricted: bool = False
+    grid_level: int = 3
+    pyscf_grids: bool = False
+    density_fit: bool = False
+    auxbasis: str | None = None
+    max_cycle: int = 100
+    conv_tol: float = 1e-10
+    conv_tol_grad: float | None = None
+    diis_space: int = 8
+    level_shift: float = 0.0
+    damping: float = 0.0
+    init_guess: str = "minao"
+    break_symmetry: bool = False
+    shard_grid: bool = True
+
+
+class KSSystem(NamedTuple):
+    """Everything the SCF step needs, as arrays (a pytree).
+
+    Attributes:
+      overlap: (nao, nao) S.
+      h_core: (nao, nao) kinetic + nuclear attraction.
+      orthogonalizer: (nao, nmo) X with X^T S X = 1.
+      e_nuc: () nuclear repulsion (Ha).
+      eri: (nao, nao, nao, nao) exact ERIs, or a (0,) placeholder with density fitting.
+      df_factor: (naux, nao, nao) B = L^-1 (P|mu nu), L L^T = (P|Q), or a (0,) placeholder.
+      eri_lr: long-range ERIs of erf(omega r12)/r12 (range-separated hybrids, exact J/K), else (0,).
+      df_factor_lr: the same B for erf(omega r12)/r12 (range-separated hybrids with density
+        fitting, as PySCF's range-separated DF), else (0,).
+      ao: (4, n_grid, nao) AO values and gradients on the grid (a (4, 0, nao) placeholder for HF).
+      weights: (n_grid,) quadrature weights.
+      dipole_ints: (3, nao, nao) <mu| r - origin |nu>, origin at 0.
+    """
+
+    overlap: jax.Array
+    h_core: jax.Array
+    orthogonalizer: jax.Array
+    e_nuc: jax.Array
+    eri: jax.Array
+    df_factor: jax.Array
+    eri_lr: jax.Array
+    df_factor_lr: jax.Array
+    ao: jax.Array
+    weights: jax.Array
+    dipole_ints: jax.Array
+
+
+
+_ao_values = jax.jit(ao_values, static_argnames="deriv")
+
+
+@functools.lru_cache(maxsize=64)
+def functional_by_name(xc: str) -> Functional:
+    return get_functional(xc)
+
+
+def check_options(molecule: Molecule, options: SCFOptions) -> Functional:
+    """Validate before any heavy work; returns the functional."""
+    functional = functional_by_name(options.xc)  # ValueError with close matches for unknown names
+    if molecule.spin != 0 and not options.unrestricted:
+        raise ValueError(
+            f"restricted SCF with spin {molecule.spin}: {molecule.spin} unpaired electrons need unrestricted=True"
+        )
+    if options.init_guess not in ("minao", "1e"):
+        raise ValueError(f"unknown init_guess {options.init_guess!r}: expected 'minao' or '1e'")
+    if not 0.0 <= options.damping < 1.0:
+        raise ValueError(f"damping {options.damping} must be in [0, 1)")
+    if options.break_symmetry and not options.unrestricted:
+        raise ValueError("break_symmetry needs an unrestricted calculation (unrestricted=True)")
+    if options.max_cycle < 1:
+        raise ValueError(f"max_cycle {options.max_cycle} must be at least 1")
+    return functional
+
+
+def build_system(molecule: Molecule, options: SCFOptions, basis: Basis | None = None) -> KSSystem:
+    """Integrals, grid and AO values for one geometry (see :class:`KSSystem`)."""
+    functional = check_options(molecule, options)
+    basis = make_basis(molecule, options.basis) if basis is None else basis
+    coords = jnp.asarray(molecule.coords)
+    charges = jnp.asarray(molecule.atomic_numbers, dtype=jnp.float64)
+    s = one_electron.overlap(basis, coords)
+    h = one_electron.kinetic(basis, coords) + one_electron.nuclear_attraction(basis, coords, charges)
+    x = _orthogonalizer(np.asarray(s))
+    omega = functional.omega
+    eri = df = eri_lr = df_lr = jnp.zeros((0,))
+    if options.density_fit:
+        aux = make_auxbasis(molecule, options.basis, options.auxbasis,
+                            exact_exchange=functional.kind == "hf" or functional.is_hybrid)
+        df = _df_factor(basis, aux, coords, 0.0)
+        if omega:
+            df_lr = _df_factor(basis, aux, coords, omega)
+    else:
+        eri = two_electron.electron_repulsion(basis, coords)
+        if omega:
+            eri_lr = two_electron.electron_repulsion(basis, coords, omega=omega)
+    mesh = _grid_mesh() if options.shard_grid and functional.kind != "hf" else None
+    if functional.kind == "hf":
+        ao = jnp.zeros((4, 0, basis.nao))
+        weights = jnp.zeros((0,))
+    else:
+        grid = pyscf_grid(molecule, options.grid_level) if options.pyscf_grids else make_grid(molecule, options.grid_level)
+        points, weights = _shard_points(mesh, np.asarray(grid.points), np.asarray(grid.weights))
+        ao = _ao_values(basis, coords, points, deriv=1)
+    system = KSSystem(
+        overlap=s,
+        h_core=h,
+        orthogonalizer=jnp.asarray(x),
+        e_nuc=nuclear_repulsion(molecule.atomic_numbers, coords),
+        eri=eri,
+        df_factor=df,
+        eri_lr=eri_lr,
+        df_factor_lr=df_lr,
+        ao=ao,
+        weights=weights,
+        dipole_ints=one_electron.dipole(basis, coords),
+    )
+    if mesh is not None:
+        # everything but the grid arrays is replicated, so one jitted step sees one device set
+        replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+        system = system._replace(**{
+            name: jax.device_put(value, replicated)
+            for name, value in system._asdict().items() if name not in ("ao", "weights")
+        })
+    return system
+
+
+# Eigenvalues of the long-range (P|Q) below this are dropped (PySCF's df.incore.LINEAR_DEP_THR).
+DF_LINDEP_THRESHOLD = 1e-7
+
+
+def _df_factor(basis: Basis, aux: Basis, coords, omega: float) -> jax.Array:
+    """(naux, nao, nao) B with sum_P B_P,mu nu B_P,la si = (mu nu|P) (P|Q)^-1 (Q|la si).
+
+    For 1/r12, B = L^-1 (P|mu nu) with the Cholesky factor L L^T = (P|Q). The long-range
+    erf(omega r12)/r12 metric of compact auxiliary functions is numerically singular (its smallest
+    eigenvalues are ~1e-16, some negative), so there, as PySCF does when Cholesky fails,
+    B = w^-1/2 U^T (P|mu nu) over the eigenpairs (w, U) of (P|Q) with w > DF_LINDEP_THRESHOLD.
+    """
+    j3 = two_electron.coulomb_3c(basis, aux, coords, omega=omega)  # (nao, nao, naux)
+    j2 = two_electron.coulomb_2c(aux, coords, omega=omega)
+    naux, nao = j2.shape[0], j3.shape[0]
+    j3 = j3.reshape(-1, naux).T
+    if not omega:
+        low = jnp.linalg.cholesky(j2)
+        return jax.scipy.linalg.solve_triangular(low, j3, lower=True).reshape(naux, nao, nao)
+    w, u = jnp.linalg.eigh(j2)
+    n_drop = int(np.sum(np.asarray(w) <= DF_LINDEP_THRESHOLD))  # eigh sorts ascending
+    w, u = w[n_drop:], u[:, n_drop:]
+    return ((u.T @ j3) / jnp.sqrt(w)[:, None]).reshape(-1, nao, nao)
+
+
+def _grid_mesh() -> jax.sharding.Mesh | None:
+    """A 1D mesh ``("grid",)`` over all local devices, or None with a single device."""
+    devices = jax.local_devices()
+    if len(devices) < 2:
+        return None
+    return jax.sharding.Mesh(np.array(devices), ("grid",))
+
+
+def _shard_points(mesh, points: np.ndarray, weights: np.ndarray):
+    """Grid points (n, 3) and weights (n,) as device arrays, split along n across ``mesh``.
+
+    The grid is padded to a multiple of the device count with copies of its first point carrying
+    zero weight, which add nothing to any integral (and keep the features finite). With
+    ``mesh=None`` the arrays are returned unpadded on the default device. XLA's SPMD partitioner
+    then splits the AO values and the XC evaluation by point and all-reduces the grid sums.
+    """
+    if mesh is None:
+        return jnp.asarray(points), jnp.asarray(weights)
+    n_devices = mesh.devices.size
+    pad = (-len(weights)) % n_devices
+    points = np.concatenate([points, np.repeat(points[:1], pad, axis=0)])
+    weights = np.concatenate([weights, np.zeros(pad)])
+    spec = jax.sharding.PartitionSpec
+    return (jax.device_put(points, jax.sharding.NamedSharding(mesh, spec("grid", None))),
+            jax.device_put(weights, jax.sharding.NamedSharding(mesh, spec("grid"))))
+
+
+def _orthogonalizer(s: np.ndarray) -> np.ndarray:
+    """Canonical orthogonalisation X = U s^-1/2, dropping eigenvalues below LINDEP_THRESHOLD."""
+    eigvals, eigvecs = np.linalg.eigh(s)
+    keep = eigvals > LINDEP_THRESHOLD
+    return eigvecs[:, keep] / np.sqrt(eigvals[keep])
+
+
