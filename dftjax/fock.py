@@ -15,7 +15,8 @@ import jax
 import jax.numpy as jnp
 
 from dftjax.system import KSSystem
-from functionals import Functional, features_from_density_matrices
+from functionals import Functional, features_from_density_matrices, restricted_features_from_density_matrix
+
 
 def coulomb_exchange(system: KSSystem, dm, with_exchange: bool):
     """J[D_a + D_b] (nao, nao) and K[D_s] (2, nao, nao) (zeros if not with_exchange)."""
@@ -51,10 +52,18 @@ def exchange_coefficients(functional: Functional) -> tuple[float, float]:
     return functional.exact_exchange, 0.0
 
 
-def xc_energy(functional: Functional, params, system: KSSystem, dm):
-    """Semilocal XC energy (Ha) of spin density matrices dm (2, nao, nao)."""
-    features = features_from_density_matrices(system.ao, dm)
-    return jnp.sum(system.weights * functional.energy_density(params, features))
+def xc_energy(functional: Functional, params, system: KSSystem, dm, closed_shell: bool = False):
+    """Semilocal XC energy (Ha) of spin density matrices dm (2, nao, nao).
+
+    With ``closed_shell`` (dm[0] == dm[1]) the functional sees total-density features and
+    evaluates its unpolarised formulas (functionals without them receive equal spin halves);
+    the energy is the same, the gradient with respect to each dm[s] is dE/dD_total = V_xc.
+    """
+    if closed_shell:
+        features = restricted_features_from_density_matrix(system.ao, dm[0] + dm[1])
+    else:
+        features = features_from_density_matrices(system.ao, dm)
+    return jnp.sum(system.weights * functional(features, params))
 
 
 class EnergyParts(NamedTuple):
@@ -69,8 +78,11 @@ class EnergyParts(NamedTuple):
         return self.one_electron + self.coulomb + self.exchange + self.xc + self.nuclear_repulsion
 
 
-def fock_and_energy(functional: Functional, params, system: KSSystem, dm):
-    """Spin Fock matrices (2, nao, nao) and :class:`EnergyParts` of density matrices dm."""
+def fock_and_energy(functional: Functional, params, system: KSSystem, dm, closed_shell: bool = False):
+    """Spin Fock matrices (2, nao, nao) and :class:`EnergyParts` of density matrices dm.
+
+    ``closed_shell`` (static): dm[0] == dm[1], use the functional's closed-shell formulas.
+    """
     hybrid, long_range = exchange_coefficients(functional)
     j, k = coulomb_exchange(system, dm, with_exchange=hybrid != 0.0)
     k = hybrid * k
@@ -79,7 +91,7 @@ def fock_and_energy(functional: Functional, params, system: KSSystem, dm):
     if functional.kind == "hf":
         e_xc, v_xc = jnp.zeros(()), jnp.zeros_like(dm)
     else:
-        e_xc, v_xc = jax.value_and_grad(lambda d: xc_energy(functional, params, system, d))(dm)
+        e_xc, v_xc = jax.value_and_grad(lambda d: xc_energy(functional, params, system, d, closed_shell))(dm)
         v_xc = 0.5 * (v_xc + jnp.swapaxes(v_xc, 1, 2))
     fock = system.h_core[None] + j[None] - k + v_xc
     parts = EnergyParts(

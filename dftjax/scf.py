@@ -108,7 +108,7 @@ def _step(static: _Static, functional: Functional, mixer, params, system: KSSyst
         dm_new = (1.0 - static.damping) * dm_new + static.damping * state.dm
     if not static.unrestricted:
         dm_new = jnp.stack([dm_new[0], dm_new[0]])
-    fock, parts = fock_and_energy(functional, params, system, dm_new)
+    fock, parts = fock_and_energy(functional, params, system, dm_new, not static.unrestricted)
     energy = parts.total
     gradient_norm = jnp.linalg.norm(_commutator(system, fock, dm_new))
     if static.verbose:
@@ -122,7 +122,7 @@ def _report_iteration(iteration, energy, delta, gradient_norm):
 
 
 def _initial_state(static, functional, mixer, params, system, dm0):
-    fock, parts = fock_and_energy(functional, params, system, dm0)
+    fock, parts = fock_and_energy(functional, params, system, dm0, not static.unrestricted)
     gradient_norm = jnp.linalg.norm(_commutator(system, fock, dm0))
     return SCFState(dm0, fock, parts.total, jnp.asarray(jnp.inf), gradient_norm, mixer.init(fock), jnp.zeros((), jnp.int32))
 
@@ -291,7 +291,7 @@ def run_scf(molecule: Molecule, options: SCFOptions | None = None, *, params=Non
 
 
 def _result(molecule, options, basis, system, functional, params, state, converged, attempts, elapsed) -> SCFResult:
-    fock, parts = fock_and_energy(functional, params, system, state.dm)
+    fock, parts = fock_and_energy(functional, params, system, state.dm, not options.unrestricted)
     _, mo_energy, mo_coeff = _occupied_dm(system, fock, molecule.nelec)
     mo_energy, mo_coeff = np.asarray(mo_energy), np.asarray(mo_coeff)
     nmo = mo_energy.shape[1]

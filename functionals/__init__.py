@@ -15,6 +15,20 @@ Potentials are never hand-coded: take ``jax.grad`` of the integrated energy.
 >>> energy = lambda f: jnp.sum(jnp.array([0.5, 0.5]) * xc(f))
 >>> v = jax.grad(energy)(features)          # d E / d rho_s, d E / d sigma_ss' (Features)
 
+Closed shells take a faster path: :class:`RestrictedFeatures` (``rho, sigma, tau, lapl`` of the
+*total* density, each (n,); :func:`closed_shell_features`,
+:func:`restricted_features_from_density_matrix`) make every registered functional evaluate its
+unpolarised formulas (exchange of the total density, correlation at zeta = 0: about half the work
+of the two equal spin halves), and ``jax.grad`` with respect to them gives libxc's ``spin=0``
+potentials. A functional that only knows spin-resolved :class:`Features`
+(``supports_restricted=False``, the default of :func:`from_energy_density`) is handed the equal
+halves instead, so user and neural functionals work unchanged. :func:`energy_and_potentials`
+returns the energy density and all pointwise potentials in one chunked pass (the fastest way on
+CPU; it is what ``dftjax bench functionals`` times against libxc)::
+
+    features = restricted_features_from_density_matrix(ao, dm)   # RKS: total density matrix
+    e, v = energy_and_potentials(get_functional("r2scan"), features)   # v["rho"], v["sigma"], ...
+
 Names are PySCF's (:func:`get_functional`: ``"lda,vwn"``, ``"pbe"``, ``"blyp"``, ``"bp86"``,
 ``"b3lyp"`` (VWN-RPA, as PySCF), ``"pbe0"``, ``"camb3lyp"``, ``"r2scan"``, ``"scan"``, ``"hf"`` and
 linear combinations such as ``".2*HF + .08*LDA + .72*B88, .81*LYP + .19*VWN"``).
@@ -40,10 +54,13 @@ Analytic functionals expose their constants the same way (``params`` dicts such 
 ``B88_PARAMS``), so they can be refitted by the same machinery, and a learned term can be added to
 a registered functional with :func:`linear_combination`.
 """
-from functionals.features import (Features, features_from_density_matrices, from_libxc_input,
-                                  restricted_features, unrestricted_features)
-from functionals.functional import (EnergyDensity, Functional, exchange_correlation_energy,
-                                    from_energy_density, linear_combination)
+from functionals.features import (Features, RestrictedFeatures, closed_shell_features,
+                                  features_from_density_matrices, from_libxc_input,
+                                  restricted_features, restricted_features_from_density_matrix,
+                                  unrestricted_features)
+from functionals.functional import (EnergyDensity, Functional, energy_and_potentials,
+                                    exchange_correlation_energy, fields_read, from_energy_density,
+                                    linear_combination, potential_cotangent)
 from functionals.gga import (B88_PARAMS, B88_SHORT_RANGE_PARAMS, LYP_PARAMS, P86_PARAMS,
                              PBE_C_PARAMS, PBE_X_PARAMS, b88_short_range_x, b88_x, lyp_c, p86_c,
                              pbe_c, pbe_x)
@@ -55,10 +72,11 @@ from functionals.registry import available_functionals, get_functional
 __all__ = [
     # features
     "Features", "features_from_density_matrices", "restricted_features", "unrestricted_features",
-    "from_libxc_input",
+    "from_libxc_input", "RestrictedFeatures", "closed_shell_features",
+    "restricted_features_from_density_matrix",
     # the functional record
     "EnergyDensity", "Functional", "exchange_correlation_energy", "from_energy_density",
-    "linear_combination",
+    "linear_combination", "energy_and_potentials", "fields_read", "potential_cotangent",
     # names
     "get_functional", "available_functionals",
     # energy densities and their default params

@@ -13,6 +13,13 @@ Conventions (identical to libxc and PySCF's ``numint``):
 * ``tau[s] = 1/2 sum_i n_is |grad phi_is|^2`` (with the factor 1/2, as libxc).
 * ``lapl[s] = nabla^2 rho_s`` (zeros unless computed from second AO derivatives).
 
+Closed shells have a faster path: :class:`RestrictedFeatures` holds the total-density quantities
+``rho, sigma = |grad rho|^2, tau, lapl`` (each (n,)); every registered functional evaluates its
+unpolarised (zeta = 0) formulas on them, and ``jax.grad`` with respect to them gives libxc's
+``spin=0`` potentials ``vrho, vsigma, vtau, vlapl`` directly. A functional that does not know
+them (``Functional.supports_restricted`` False, e.g. a user's neural one) receives
+:meth:`RestrictedFeatures.split`, the equal spin halves.
+
 Derivatives of a restricted energy with respect to the *total* density follow by the chain rule:
 ``d/drho_total = (d/drho_a + d/drho_b) / 2`` and, for the gradient invariant of the total density
 ``sigma_total = |grad rho|^2 = sigma_aa + 2 sigma_ab + sigma_bb`` with each ``sigma = sigma_total/4``,
@@ -52,6 +59,58 @@ class Features(NamedTuple):
     def total_density(self) -> Array:
         """(n,) ``rho_a + rho_b``."""
         return self.rho[0] + self.rho[1]
+
+
+class RestrictedFeatures(NamedTuple):
+    """Closed-shell semilocal features of the *total* density on ``n`` points (atomic units).
+
+    A distinct pytree type, so a functional can select its unpolarised formulas statically (under
+    ``jax.jit`` too) with ``isinstance(features, RestrictedFeatures)``.
+
+    Attributes:
+        rho: (n,) total density ``rho_a + rho_b`` (bohr^-3), ``rho_a = rho_b``.
+        sigma: (n,) ``|grad rho|^2`` of the total density.
+        tau: (n,) total kinetic energy density ``1/2 sum_i n_i |grad phi_i|^2`` (libxc convention).
+        lapl: (n,) ``nabla^2 rho`` (zeros when not computed).
+    """
+
+    rho: Array
+    sigma: Array
+    tau: Array
+    lapl: Array
+
+    @property
+    def n_points(self) -> int:
+        return self.rho.shape[-1]
+
+    @property
+    def total_density(self) -> Array:
+        """(n,) the total density."""
+        return self.rho
+
+    def split(self) -> Features:
+        """The equivalent spin-resolved :class:`Features` (equal halves, :func:`restricted_features`)."""
+        return restricted_features(self.rho, self.sigma, self.tau, self.lapl)
+
+
+def closed_shell_features(rho: Array, sigma: Array | None = None, tau: Array | None = None,
+                          lapl: Array | None = None) -> RestrictedFeatures:
+    """:class:`RestrictedFeatures` from total-density arrays, zeros for those not given.
+
+    Args:
+        rho: (n,) total density.
+        sigma: (n,) ``|grad rho|^2``, or None.
+        tau: (n,) total kinetic energy density, or None.
+        lapl: (n,) Laplacian of the total density, or None.
+    """
+    rho = jnp.asarray(rho)
+    zeros = jnp.zeros_like(rho)
+    return RestrictedFeatures(
+        rho=rho,
+        sigma=zeros if sigma is None else jnp.asarray(sigma),
+        tau=zeros if tau is None else jnp.asarray(tau),
+        lapl=zeros if lapl is None else jnp.asarray(lapl),
+    )
 
 
 def restricted_features(rho: Array, sigma: Array | None = None, tau: Array | None = None,
@@ -152,6 +211,32 @@ def features_from_density_matrices(ao: Array, dm: Array) -> Features:
                     lapl=jnp.stack([la, lb]))
 
 
+def restricted_features_from_density_matrix(ao: Array, dm: Array) -> RestrictedFeatures:
+    """Closed-shell features of the total density from AO values and the total density matrix.
+
+    One pass over the grid (``rho = sum D phi phi``, ``grad rho``, ``tau``, ``lapl``), half the work
+    of :func:`features_from_density_matrices` on the two equal spin halves; feed the result to any
+    :class:`~functionals.functional.Functional` (``jax.grad`` with respect to ``dm`` gives the XC
+    matrix of the total density, as the halves do).
+
+    Args:
+        ao: (n_comp, n, nao) AO values, as in :func:`features_from_density_matrices` (the
+            Laplacian is computed when ``n_comp >= 10``).
+        dm: (nao, nao) total (alpha + beta) density matrix.
+
+    Returns:
+        RestrictedFeatures on the ``n`` points (``lapl`` zero when ``n_comp < 10``).
+    """
+    ao = jnp.asarray(ao)
+    dm = jnp.asarray(dm)
+    if ao.ndim != 3 or ao.shape[0] < 4:
+        raise ValueError(f"ao must be (n_comp>=4, n, nao) with first derivatives; got {ao.shape}")
+    if dm.ndim != 2:
+        raise ValueError(f"dm must be the (nao, nao) total density matrix; got {dm.shape}")
+    rho, grad, tau, lapl = _spin_quantities(ao, dm, ao.shape[0] >= 10)
+    return RestrictedFeatures(rho=rho, sigma=jnp.sum(grad * grad, axis=0), tau=tau, lapl=lapl)
+
+
 def _rows(x: np.ndarray):
     """rho, grad (3, n) or None, lapl or None, tau or None from one (k, n) PySCF rho block."""
     if x.ndim == 1:
@@ -168,21 +253,26 @@ def _rows(x: np.ndarray):
     raise ValueError(f"unsupported PySCF rho block with {k} rows")
 
 
-def from_libxc_input(rho, spin: int) -> Features:
+def from_libxc_input(rho, spin: int, closed_shell: bool = False) -> Features | RestrictedFeatures:
     """Features from the ``rho`` array PySCF's ``dft.libxc.eval_xc`` takes (for tests/interop).
 
     Args:
         rho: spin=0: (n,) or (k, n) total density rows; spin=1: (2, n) or (2, k, n) per spin.
             Rows follow PySCF: k=4 (rho, dx, dy, dz), k=5 (... , tau), k=6 (..., lapl, tau).
         spin: 0 closed shell (total quantities), 1 spin-resolved.
+        closed_shell: for spin=0, return :class:`RestrictedFeatures` of the totals (the fast path)
+            instead of Features with equal halves.
 
     Returns:
-        Features; for spin=0 the halves of the totals (see :func:`restricted_features`).
+        Features; for spin=0 the halves of the totals (see :func:`restricted_features`), or
+        RestrictedFeatures with ``closed_shell``.
     """
     rho = np.asarray(rho, dtype=np.float64)
     if spin == 0:
         r, g, lapl, tau = _rows(rho)
         sigma = None if g is None else np.einsum("xg,xg->g", g, g)
+        if closed_shell:
+            return closed_shell_features(r, sigma, tau, lapl)
         return restricted_features(r, sigma, tau, lapl)
     if rho.shape[0] != 2:
         raise ValueError(f"spin=1 input must have leading dimension 2; got {rho.shape}")

@@ -1,7 +1,9 @@
 """Generalised gradient approximations: B88, PBE, short-range B88 (ITYH) exchange; PBE, LYP, P86 correlation.
 
 Every function has the functional signature ``e(params, features) -> (n,)`` (energy per volume,
-hartree/bohr^3, for spin-resolved :class:`~functionals.features.Features`); ``params`` is a dict of
+hartree/bohr^3, for spin-resolved :class:`~functionals.features.Features`, or with the
+unpolarised formulas for closed-shell :class:`~functionals.features.RestrictedFeatures`; exchange
+by the exact spin scaling, correlation at zeta = 0); ``params`` is a dict of
 the paper's constants (the ``*_PARAMS`` defaults). As in libxc, GGA exchange functionals include
 their LDA part. Definitions match libxc as called by PySCF:
 
@@ -25,15 +27,26 @@ import jax.numpy as jnp
 import jax.scipy.special as jsp
 
 from functionals import lda
-from functionals.features import Features
+from functionals.features import Features, RestrictedFeatures
 from functionals.functional import Functional
-from functionals.safe_math import (DENSITY_THRESHOLD, ZETA_THRESHOLD, nonnegative, safe_pow,
-                                   spin_fractions, wigner_seitz_radius)
+from functionals.safe_math import (DENSITY_THRESHOLD, ZETA_THRESHOLD, MaskedDensity,
+                                   masked_density, nonnegative, safe_pow, spin_fractions,
+                                   wigner_seitz_radius)
 
 Array = jnp.ndarray
 
 # (3/2) (3/(4 pi))^{1/3}: e_x^LDA = -C rho_s^{4/3} per spin channel.
 _LDA_X_SPIN = 1.5 * (3.0 / (4.0 * math.pi)) ** (1.0 / 3.0)
+
+
+def _closed_shell(features: RestrictedFeatures, per_spin: bool) -> tuple[MaskedDensity, Array]:
+    """Masked total density and non-negative sigma of closed-shell features.
+
+    ``per_spin``: mask where the spin halves ``rho/2`` are below the threshold (exchange, whose
+    spin-resolved form masks each channel), else where the total density is.
+    """
+    threshold = 2.0 * DENSITY_THRESHOLD if per_spin else DENSITY_THRESHOLD
+    return masked_density(features.rho, threshold), nonnegative(features.sigma)
 
 
 def _spin_channels(features: Features):
@@ -89,6 +102,12 @@ def b88_x(params: dict, features: Features) -> Array:
     Returns:
         (n,) exchange energy density.
     """
+    if isinstance(features, RestrictedFeatures):
+        # 2 e_s(rho/2, sigma/4): x_s^2 = 2^{2/3} sigma / rho^{8/3}, 2 (rho/2)^{4/3} = 2^{-1/3} rho^{4/3}
+        d, sigma = _closed_shell(features, per_spin=True)
+        rho43 = d.rho * d.cbrt
+        x2 = 2.0 ** (2.0 / 3.0) * sigma / (rho43 * rho43)
+        return jnp.where(d.ok, -(2.0 ** (-1.0 / 3.0)) * rho43 * _b88_k(params, x2), 0.0)
     e = 0.0
     for rho_s, sigma_s in _spin_channels(features):
         x2 = _reduced_gradient_sq(rho_s, sigma_s)
@@ -116,6 +135,13 @@ def pbe_x(params: dict, features: Features) -> Array:
         (n,) exchange energy density.
     """
     kappa, mu = params["kappa"], params["mu"]
+    if isinstance(features, RestrictedFeatures):
+        # s^2 = sigma / (4 (3 pi^2)^{2/3} rho^{8/3}); e = e_x^LDA(rho) F_x(s)
+        d, sigma = _closed_shell(features, per_spin=True)
+        rho43 = d.rho * d.cbrt
+        s2 = sigma / (4.0 * (3.0 * math.pi**2) ** (2.0 / 3.0) * rho43 * rho43)
+        f_x = 1.0 + kappa - kappa / (1.0 + mu * s2 / kappa)
+        return jnp.where(d.ok, -lda._SLATER * rho43 * f_x, 0.0)
     # s^2 of the spin-scaled density 2 rho_s: sigma_ss / ((3 pi^2)^{2/3} 2^{8/3} rho_s^{8/3})
     s2_factor = 1.0 / ((3.0 * math.pi**2) ** (2.0 / 3.0) * 2.0 ** (8.0 / 3.0))
     e = 0.0
@@ -210,26 +236,36 @@ def b88_short_range_x(params: dict, features: Features) -> Array:
     Returns:
         (n,) short-range exchange energy density.
     """
-    omega = params["omega"]
-    omega_safe = jnp.where(omega > 0.0, omega, 1.0)  # large-a branch is never taken at omega = 0
+    if isinstance(features, RestrictedFeatures):
+        # exact spin scaling: twice the channel of rho/2 (this functional is not performance
+        # critical, so the spin-resolved channel formula serves both)
+        rho = nonnegative(features.rho)
+        return 2.0 * _b88_short_range_channel(params, 0.5 * rho, 0.25 * nonnegative(features.sigma))
     e = 0.0
     for rho_s, sigma_s in _spin_channels(features):
-        x2 = _reduced_gradient_sq(rho_s, sigma_s)
-        k_half = _b88_k(params, x2)  # K_s / 2
-        rho_23 = safe_pow(rho_s, 2.0 / 3.0)
-        # a_s = omega / (2 k_s) = omega sqrt(K_s / (36 pi)) rho_s^{-1/3}
-        a = omega * jnp.sqrt(k_half / (18.0 * math.pi)) * safe_pow(rho_s, -1.0 / 3.0)
-        small = a < 0.05
-        large = a >= 1.0
-        a_mid = jnp.where(small | large, 0.5, a)
-        a_small = jnp.where(small, a, 0.0)
-        b2 = 1.0 / jnp.where(large, a, 2.0) ** 2
-        k_series = 0.5 * math.pi * rho_23 / omega_safe**2 + k_half * _attenuation_series_tail(b2)
-        k_attenuated = jnp.where(
-            small, k_half * _erf_attenuation_small(a_small),
-            jnp.where(large, k_series, k_half * _erf_attenuation_closed(a_mid)))
-        e = e - safe_pow(rho_s, 4.0 / 3.0) * k_attenuated
+        e = e + _b88_short_range_channel(params, rho_s, sigma_s)
     return e
+
+
+def _b88_short_range_channel(params: dict, rho_s: Array, sigma_s: Array) -> Array:
+    """One spin channel of :func:`b88_short_range_x` (non-negative rho_s, sigma_ss)."""
+    omega = params["omega"]
+    omega_safe = jnp.where(omega > 0.0, omega, 1.0)  # large-a branch is never taken at omega = 0
+    x2 = _reduced_gradient_sq(rho_s, sigma_s)
+    k_half = _b88_k(params, x2)  # K_s / 2
+    rho_23 = safe_pow(rho_s, 2.0 / 3.0)
+    # a_s = omega / (2 k_s) = omega sqrt(K_s / (36 pi)) rho_s^{-1/3}
+    a = omega * jnp.sqrt(k_half / (18.0 * math.pi)) * safe_pow(rho_s, -1.0 / 3.0)
+    small = a < 0.05
+    large = a >= 1.0
+    a_mid = jnp.where(small | large, 0.5, a)
+    a_small = jnp.where(small, a, 0.0)
+    b2 = 1.0 / jnp.where(large, a, 2.0) ** 2
+    k_series = 0.5 * math.pi * rho_23 / omega_safe**2 + k_half * _attenuation_series_tail(b2)
+    k_attenuated = jnp.where(
+        small, k_half * _erf_attenuation_small(a_small),
+        jnp.where(large, k_series, k_half * _erf_attenuation_closed(a_mid)))
+    return -safe_pow(rho_s, 4.0 / 3.0) * k_attenuated
 
 
 # --------------------------------------------------------------------------------------------
@@ -266,6 +302,16 @@ def pbe_c(params: dict, features: Features) -> Array:
         (n,) correlation energy density.
     """
     beta, gamma = params["beta"], params["gamma"]
+    if isinstance(features, RestrictedFeatures):
+        # zeta = 0: phi = 1, eps_unif the paramagnetic PW92
+        d, sigma = _closed_shell(features, per_spin=False)
+        eps_unif = lda._pw92_g(d.rs, params["pw92"]["para"])
+        ks2 = 4.0 * (3.0 * math.pi**2) ** (1.0 / 3.0) / math.pi * d.cbrt
+        t2 = sigma / (4.0 * ks2 * d.rho * d.rho)
+        u = jnp.expm1(-eps_unif / gamma)
+        y = beta / gamma * t2 / u
+        eps_c = gamma * jnp.log1p(-u / ((1.0 + u) * (1.0 + y * (1.0 + y))))
+        return jnp.where(d.ok, d.rho * eps_c, 0.0)
     rho_a = nonnegative(features.rho[0])
     rho_b = nonnegative(features.rho[1])
     rho = rho_a + rho_b
@@ -314,6 +360,18 @@ def lyp_c(params: dict, features: Features) -> Array:
         (n,) correlation energy density.
     """
     a, b, c, d = params["a"], params["b"], params["c"], params["d"]
+    c_f = 0.3 * (3.0 * math.pi**2) ** (2.0 / 3.0)
+    if isinstance(features, RestrictedFeatures):
+        # rho_a = rho_b = rho/2, sigma_ss' = sigma/4: the braces reduce to
+        # C_F rho^{14/3} - (3 + 7 delta)/72 rho^2 |grad rho|^2.
+        dens, sigma = _closed_shell(features, per_spin=False)
+        r13 = 1.0 / dens.cbrt
+        den = 1.0 + d * r13
+        delta = c * r13 + d * r13 / den
+        # omega times the braces, with rho^{-11/3} rho^{14/3} = rho and rho^{-11/3} rho^2 = r13^5
+        omega_braces = jnp.exp(-c * r13) / den * (
+            c_f * dens.rho - (3.0 + 7.0 * delta) / 72.0 * sigma * r13 * r13 * r13 * r13 * r13)
+        return jnp.where(dens.ok, -a * dens.rho / den - a * b * omega_braces, 0.0)
     rho_a = nonnegative(features.rho[0])
     rho_b = nonnegative(features.rho[1])
     s_aa = nonnegative(features.sigma[0])
@@ -327,7 +385,6 @@ def lyp_c(params: dict, features: Features) -> Array:
     # exp(-c rho^{-1/3}) underflows to 0 before rho^{-11/3} can overflow: omega stays finite.
     omega = jnp.exp(-c * r13) / den * rho_safe ** (-11.0 / 3.0)
     delta = c * r13 + d * r13 / den
-    c_f = 0.3 * (3.0 * math.pi**2) ** (2.0 / 3.0)
     s_tot = s_aa + 2.0 * s_ab + s_bb
     rab = rho_a * rho_b
     bracket = rab * (2.0 ** (11.0 / 3.0) * c_f * (safe_pow(rho_a, 8.0 / 3.0) + safe_pow(rho_b, 8.0 / 3.0))
@@ -367,16 +424,24 @@ def p86_c(params: dict, features: Features) -> Array:
         (n,) correlation energy density.
     """
     p = params
-    rho_a = nonnegative(features.rho[0])
-    rho_b = nonnegative(features.rho[1])
-    rho = rho_a + rho_b
-    ok = rho > DENSITY_THRESHOLD
-    rho_safe = jnp.where(ok, rho, 1.0)
-    rs = wigner_seitz_radius(rho)
-    opz, omz, zeta = spin_fractions(rho_a, rho_b)
-    e_lda = rho * lda.pz81_eps(p["pz81"], rs, opz, omz, zeta)
-    sigma = features.sigma
-    sigma_total = nonnegative(sigma[0] + 2.0 * sigma[1] + sigma[2])
+    if isinstance(features, RestrictedFeatures):
+        dens, sigma_total = _closed_shell(features, per_spin=False)
+        ok, rho_safe, rs = dens.ok, dens.rho, dens.rs
+        e_lda = rho_safe * lda._pz81_fit(rs, p["pz81"]["para"])
+        d = 1.0  # 2^{1/3} sqrt(2 (1/2)^{5/3}) at zeta = 0
+    else:
+        rho_a = nonnegative(features.rho[0])
+        rho_b = nonnegative(features.rho[1])
+        rho = rho_a + rho_b
+        ok = rho > DENSITY_THRESHOLD
+        rho_safe = jnp.where(ok, rho, 1.0)
+        rs = wigner_seitz_radius(rho)
+        opz, omz, zeta = spin_fractions(rho_a, rho_b)
+        e_lda = rho * lda.pz81_eps(p["pz81"], rs, opz, omz, zeta)
+        sigma = features.sigma
+        sigma_total = nonnegative(sigma[0] + 2.0 * sigma[1] + sigma[2])
+        d = 2.0 ** (1.0 / 3.0) * jnp.sqrt(safe_pow(0.5 * opz, 5.0 / 3.0, ZETA_THRESHOLD)
+                                          + safe_pow(0.5 * omz, 5.0 / 3.0, ZETA_THRESHOLD))
     c_n = p["c0"] + (p["c1"] + p["alpha"] * rs + p["beta"] * rs**2) / (
         1.0 + p["gamma"] * rs + p["delta"] * rs**2 + 1.0e4 * p["beta"] * rs**3)
     c_inf = p["c0"] + p["c1"]
@@ -385,8 +450,6 @@ def p86_c(params: dict, features: Features) -> Array:
     small = phi2 < 1e-32
     phi = jnp.sqrt(jnp.where(small, 1.0, phi2))
     damping = jnp.where(small, 1.0, jnp.exp(-phi))
-    d = 2.0 ** (1.0 / 3.0) * jnp.sqrt(safe_pow(0.5 * opz, 5.0 / 3.0, ZETA_THRESHOLD)
-                                      + safe_pow(0.5 * omz, 5.0 / 3.0, ZETA_THRESHOLD))
     e_grad = damping * c_n * sigma_total / (d * rho_safe ** (4.0 / 3.0))
     return jnp.where(ok, e_lda + e_grad, 0.0)
 
@@ -397,13 +460,15 @@ def p86_c(params: dict, features: Features) -> Array:
 
 def make_b88_x() -> Functional:
     """Becke 88 exchange, libxc GGA_X_B88 (PySCF ``b88``)."""
-    return Functional(name="b88", kind="gga", energy_density=b88_x, params=copy.deepcopy(B88_PARAMS))
+    return Functional(name="b88", kind="gga", energy_density=b88_x, params=copy.deepcopy(B88_PARAMS),
+                      supports_restricted=True)
 
 
 def make_pbe_x() -> Functional:
     """PBE exchange, libxc GGA_X_PBE (PySCF ``pbe,``)."""
     return Functional(name="pbe_x", kind="gga", energy_density=pbe_x,
-                      params=copy.deepcopy(PBE_X_PARAMS))
+                      params=copy.deepcopy(PBE_X_PARAMS),
+                      supports_restricted=True)
 
 
 def make_b88_short_range_x(omega: float = 0.33) -> Functional:
@@ -414,20 +479,23 @@ def make_b88_short_range_x(omega: float = 0.33) -> Functional:
     """
     params = dict(copy.deepcopy(B88_SHORT_RANGE_PARAMS), omega=omega)
     return Functional(name="b88_sr", kind="gga", energy_density=b88_short_range_x, params=params,
-                      omega=omega)
+                      omega=omega, supports_restricted=True)
 
 
 def make_pbe_c() -> Functional:
     """PBE correlation, libxc GGA_C_PBE (PySCF ``,pbe``)."""
     return Functional(name="pbe_c", kind="gga", energy_density=pbe_c,
-                      params=copy.deepcopy(PBE_C_PARAMS))
+                      params=copy.deepcopy(PBE_C_PARAMS),
+                      supports_restricted=True)
 
 
 def make_lyp_c() -> Functional:
     """Lee-Yang-Parr correlation, libxc GGA_C_LYP (PySCF ``lyp``)."""
-    return Functional(name="lyp", kind="gga", energy_density=lyp_c, params=copy.deepcopy(LYP_PARAMS))
+    return Functional(name="lyp", kind="gga", energy_density=lyp_c, params=copy.deepcopy(LYP_PARAMS),
+                      supports_restricted=True)
 
 
 def make_p86_c() -> Functional:
     """Perdew 86 correlation, libxc GGA_C_P86 (PySCF ``p86``)."""
-    return Functional(name="p86", kind="gga", energy_density=p86_c, params=copy.deepcopy(P86_PARAMS))
+    return Functional(name="p86", kind="gga", energy_density=p86_c, params=copy.deepcopy(P86_PARAMS),
+                      supports_restricted=True)

@@ -1,7 +1,9 @@
 """Local density approximations: Slater exchange; VWN5, VWN-RPA, PW92 and PZ81 correlation.
 
 Every function has the functional signature ``e(params, features) -> (n,)``, returning the energy
-per volume ``rho * eps_xc`` in hartree/bohr^3 for spin-resolved :class:`~functionals.features.Features`;
+per volume ``rho * eps_xc`` in hartree/bohr^3 for spin-resolved :class:`~functionals.features.Features`
+or, with the unpolarised (zeta = 0) formulas, closed-shell
+:class:`~functionals.features.RestrictedFeatures`;
 ``params`` is a dict of the paper's constants (the ``*_PARAMS`` defaults), so they can be refitted
 by gradient descent. Names and definitions follow libxc as called by PySCF:
 
@@ -22,15 +24,18 @@ import math
 
 import jax.numpy as jnp
 
-from functionals.features import Features
+from functionals.features import Features, RestrictedFeatures
 from functionals.functional import Functional
-from functionals.safe_math import (DENSITY_THRESHOLD, FZETA_PP0, nonnegative, safe_pow,
-                                   spin_fractions, spin_interpolation_f, wigner_seitz_radius)
+from functionals.safe_math import (DENSITY_THRESHOLD, FZETA_PP0, masked_density, nonnegative,
+                                   safe_pow, spin_fractions, spin_interpolation_f,
+                                   wigner_seitz_radius)
 
 Array = jnp.ndarray
 
 # (3/4) (6/pi)^{1/3}: per-spin Slater coefficient, e_x = -C sum_s rho_s^{4/3}.
 _SLATER_SPIN = 0.75 * (6.0 / math.pi) ** (1.0 / 3.0)
+# (3/4) (3/pi)^{1/3}: unpolarised Slater coefficient, e_x = -C rho^{4/3} = -2 C_spin (rho/2)^{4/3}.
+_SLATER = 0.75 * (3.0 / math.pi) ** (1.0 / 3.0)
 
 
 def slater_x(params: None, features: Features) -> Array:
@@ -49,6 +54,10 @@ def slater_x(params: None, features: Features) -> Array:
         (n,) exchange energy density.
     """
     del params
+    if isinstance(features, RestrictedFeatures):
+        # each spin half rho/2 must exceed the threshold, as on the split path
+        d = masked_density(features.rho, 2.0 * DENSITY_THRESHOLD)
+        return jnp.where(d.ok, -_SLATER * d.rho * d.cbrt, 0.0)
     rho = nonnegative(features.rho)
     return -_SLATER_SPIN * jnp.sum(safe_pow(rho, 4.0 / 3.0), axis=0)
 
@@ -95,8 +104,15 @@ def _vwn_fit(x: Array, fit) -> Array:
                                      + 2.0 * (b + 2.0 * x0) / q * atan_term))
 
 
-def _masked_lda_c(features: Features, eps_of_rs_spin) -> Array:
-    """rho * eps(r_s, 1+zeta, 1-zeta, zeta), zero (with finite derivatives) below the threshold."""
+def _masked_lda_c(features: Features | RestrictedFeatures, eps_of_rs_spin,
+                  eps_of_rs_unpolarised) -> Array:
+    """rho * eps(r_s, 1+zeta, 1-zeta, zeta), zero (with finite derivatives) below the threshold.
+
+    Closed-shell features use ``eps_of_rs_unpolarised(r_s)``, the zeta = 0 value.
+    """
+    if isinstance(features, RestrictedFeatures):
+        d = masked_density(features.rho)
+        return jnp.where(d.ok, d.rho * eps_of_rs_unpolarised(d.rs), 0.0)
     rho_a = nonnegative(features.rho[0])
     rho_b = nonnegative(features.rho[1])
     rho = rho_a + rho_b
@@ -133,7 +149,8 @@ def vwn5_c(params: dict, features: Features) -> Array:
     Returns:
         (n,) correlation energy density.
     """
-    return _masked_lda_c(features, lambda rs, opz, omz, z: vwn5_eps(params, rs, opz, omz, z))
+    return _masked_lda_c(features, lambda rs, opz, omz, z: vwn5_eps(params, rs, opz, omz, z),
+                         lambda rs: _vwn_fit(jnp.sqrt(rs), params["para"]))
 
 
 def vwn_rpa_eps(params: dict, rs: Array, opz: Array, omz: Array, zeta: Array) -> Array:
@@ -156,7 +173,8 @@ def vwn_rpa_c(params: dict, features: Features) -> Array:
     Returns:
         (n,) correlation energy density.
     """
-    return _masked_lda_c(features, lambda rs, opz, omz, z: vwn_rpa_eps(params, rs, opz, omz, z))
+    return _masked_lda_c(features, lambda rs, opz, omz, z: vwn_rpa_eps(params, rs, opz, omz, z),
+                         lambda rs: _vwn_fit(jnp.sqrt(rs), params["para"]))
 
 
 # --------------------------------------------------------------------------------------------
@@ -215,7 +233,8 @@ def pw92_c(params: dict, features: Features) -> Array:
     Returns:
         (n,) correlation energy density.
     """
-    return _masked_lda_c(features, lambda rs, opz, omz, z: pw92_eps(params, rs, opz, omz, z))
+    return _masked_lda_c(features, lambda rs, opz, omz, z: pw92_eps(params, rs, opz, omz, z),
+                         lambda rs: _pw92_g(rs, params["para"]))
 
 
 # --------------------------------------------------------------------------------------------
@@ -262,7 +281,8 @@ def pz81_c(params: dict, features: Features) -> Array:
     Returns:
         (n,) correlation energy density.
     """
-    return _masked_lda_c(features, lambda rs, opz, omz, z: pz81_eps(params, rs, opz, omz, z))
+    return _masked_lda_c(features, lambda rs, opz, omz, z: pz81_eps(params, rs, opz, omz, z),
+                         lambda rs: _pz81_fit(rs, params["para"]))
 
 
 # --------------------------------------------------------------------------------------------
@@ -271,29 +291,30 @@ def pz81_c(params: dict, features: Features) -> Array:
 
 def make_slater_x() -> Functional:
     """Slater exchange, libxc LDA_X (PySCF ``lda``, ``slater``)."""
-    return Functional(name="slater", kind="lda", energy_density=slater_x, params=None)
+    return Functional(name="slater", kind="lda", energy_density=slater_x, params=None,
+                      supports_restricted=True)
 
 
 def make_vwn5_c() -> Functional:
     """VWN5 correlation, libxc LDA_C_VWN (PySCF ``vwn``, ``vwn5``)."""
     return Functional(name="vwn5", kind="lda", energy_density=vwn5_c,
-                      params=copy.deepcopy(VWN5_PARAMS))
+                      params=copy.deepcopy(VWN5_PARAMS), supports_restricted=True)
 
 
 def make_vwn_rpa_c() -> Functional:
     """VWN-RPA correlation, libxc LDA_C_VWN_RPA (PySCF ``vwn3``, ``vwnrpa``; used by ``b3lyp``)."""
     return Functional(name="vwn_rpa", kind="lda", energy_density=vwn_rpa_c,
-                      params=copy.deepcopy(VWN_RPA_PARAMS))
+                      params=copy.deepcopy(VWN_RPA_PARAMS), supports_restricted=True)
 
 
 def make_pw92_c(modified: bool = False) -> Functional:
     """PW92 correlation: libxc LDA_C_PW (``pw``), or LDA_C_PW_MOD (``pw_mod``) if ``modified``."""
     params = PW92_MOD_PARAMS if modified else PW92_PARAMS
     return Functional(name="pw_mod" if modified else "pw", kind="lda", energy_density=pw92_c,
-                      params=copy.deepcopy(params))
+                      params=copy.deepcopy(params), supports_restricted=True)
 
 
 def make_pz81_c() -> Functional:
     """Perdew-Zunger 81 correlation, libxc LDA_C_PZ (PySCF ``pz``)."""
     return Functional(name="pz81", kind="lda", energy_density=pz81_c,
-                      params=copy.deepcopy(PZ81_PARAMS))
+                      params=copy.deepcopy(PZ81_PARAMS), supports_restricted=True)

@@ -1,7 +1,9 @@
 """Meta-GGA exchange and correlation: SCAN and r2SCAN, energy per volume (hartree/bohr^3).
 
 Every function has the functional signature ``e(params, features) -> (n,)`` for spin-resolved
-:class:`~functionals.features.Features` (``rho``, ``sigma`` and ``tau`` are read, ``tau_s = 1/2
+:class:`~functionals.features.Features` or closed-shell
+:class:`~functionals.features.RestrictedFeatures` (unpolarised formulas: exchange of the total
+density, correlation at zeta = 0) (``rho``, ``sigma`` and ``tau`` are read, ``tau_s = 1/2
 sum_i |grad phi_is|^2`` as libxc; neither functional needs the Laplacian). ``params`` is ``None``
 (the published constants, the ``*_PARAMS`` dicts) or a dict overriding any subset of them, possibly
 with JAX arrays as values so the constants can be refitted by gradient descent. Constants the
@@ -60,9 +62,9 @@ import jax
 import jax.numpy as jnp
 
 from functionals import lda
-from functionals.features import Features
-from functionals.safe_math import (DENSITY_THRESHOLD, ZETA_THRESHOLD, nonnegative, safe_pow,
-                                   spin_fractions)
+from functionals.features import Features, RestrictedFeatures
+from functionals.safe_math import (DENSITY_THRESHOLD, ZETA_THRESHOLD, cube_root, nonnegative,
+                                   safe_pow, spin_fractions)
 
 Array = jnp.ndarray
 
@@ -207,12 +209,25 @@ def _spin_scaled_exchange(enhancement: EnhancementFactor, params: dict,
     ``n = 2 rho_s`` (``|grad n|^2 = 4 sigma_ss``, ``tau = 2 tau_s``): ``p = s^2``,
     ``z_w = tau_W / tau_unif = 5p/3`` and ``z_tau = tau / tau_unif``.
     """
+    if isinstance(features, RestrictedFeatures):
+        # e_x[n] of the total density itself; masked where the spin halves n/2 are below the
+        # threshold, as on the spin-resolved path
+        ok = features.rho > 2.0 * DENSITY_THRESHOLD
+        n = jnp.where(ok, features.rho, 1.0)
+        sigma = jnp.where(ok, nonnegative(features.sigma), 0.0)
+        tau = jnp.where(ok, nonnegative(features.tau), 0.0)
+        n13 = cube_root(n)
+        n53 = n * n13 * n13
+        tau_unif = _TAU_UNIF * n53
+        e = _EX_UNIF * n * n13 * enhancement(params, sigma / (4.0 * _KF2 * n53 * n),
+                                             sigma / (8.0 * n * tau_unif), tau / tau_unif)
+        return jnp.where(ok, e, 0.0)
     rho = nonnegative(features.rho)
     ok = rho > DENSITY_THRESHOLD
     n = 2.0 * jnp.where(ok, rho, 1.0)  # harmless density where masked (double where)
     sigma = 4.0 * jnp.where(ok, nonnegative(jnp.stack([features.sigma[0], features.sigma[2]])), 0.0)
     tau = 2.0 * jnp.where(ok, nonnegative(features.tau), 0.0)
-    n13 = jnp.cbrt(n)
+    n13 = cube_root(n)
     n53 = n * n13 * n13
     p = sigma / (4.0 * _KF2 * n53 * n)
     tau_unif = _TAU_UNIF * n53
@@ -302,9 +317,24 @@ def r2scan_x(params: dict | None, features: Features) -> Array:
 # --------------------------------------------------------------------------------------------
 
 class _Density:
-    """Total-density variables on n points; harmless values where ``ok`` is False."""
+    """Total-density variables on n points; harmless values where ``ok`` is False.
 
-    def __init__(self, features: Features):
+    For closed-shell features the spin factors are the Python floats of zeta = 0 (``phi = d_x =
+    d_s = 1``), so the spin interpolations drop out at trace time.
+    """
+
+    def __init__(self, features: Features | RestrictedFeatures):
+        self.closed_shell = isinstance(features, RestrictedFeatures)
+        if self.closed_shell:
+            self.ok = features.rho > DENSITY_THRESHOLD
+            self.n = jnp.where(self.ok, features.rho, 1.0)
+            sigma = jnp.where(self.ok, nonnegative(features.sigma), 0.0)
+            tau = jnp.where(self.ok, nonnegative(features.tau), 0.0)
+            self.opz = self.omz = 1.0
+            self.zeta = 0.0
+            self.phi = self.d_x = self.d_s = 1.0
+            self._set_reduced_variables(sigma, tau)
+            return
         rho_a = nonnegative(features.rho[0])
         rho_b = nonnegative(features.rho[1])
         rho = rho_a + rho_b
@@ -317,13 +347,7 @@ class _Density:
         # and inf/nan cotangents through the discarded branch.
         self.opz, self.omz, self.zeta = spin_fractions(jnp.where(self.ok, rho_a, 0.5),
                                                        jnp.where(self.ok, rho_b, 0.5))
-        n13 = jnp.cbrt(self.n)
-        n53 = self.n * n13 * n13
-        self.rs = _RS / n13
-        self.p = sigma / (4.0 * _KF2 * n53 * self.n)
-        tau_unif = _TAU_UNIF * n53
-        self.z_w = sigma / (8.0 * self.n * tau_unif)  # tau_W / tau_unif
-        self.z_tau = tau / tau_unif
+        self._set_reduced_variables(sigma, tau)
         # Spin-scaling factors; safe_pow gives the vanishing spin a finite one-sided derivative.
         self.phi = 0.5 * (safe_pow(self.opz, 2.0 / 3.0, ZETA_THRESHOLD)
                           + safe_pow(self.omz, 2.0 / 3.0, ZETA_THRESHOLD))
@@ -332,7 +356,18 @@ class _Density:
         self.d_s = 0.5 * (safe_pow(self.opz, 5.0 / 3.0, ZETA_THRESHOLD)
                           + safe_pow(self.omz, 5.0 / 3.0, ZETA_THRESHOLD))
 
+    def _set_reduced_variables(self, sigma: Array, tau: Array) -> None:
+        n13 = cube_root(self.n)
+        n53 = self.n * n13 * n13
+        self.rs = _RS / n13
+        self.p = sigma / (4.0 * _KF2 * n53 * self.n)
+        tau_unif = _TAU_UNIF * n53
+        self.z_w = sigma / (8.0 * self.n * tau_unif)  # tau_W / tau_unif
+        self.z_tau = tau / tau_unif
+
     def eps_pw92(self, params: dict, rs: Array) -> Array:
+        if self.closed_shell:
+            return lda._pw92_g(rs, params["pw92"]["para"])
         return lda.pw92_eps(params["pw92"], rs, self.opz, self.omz, self.zeta)
 
 
@@ -343,6 +378,8 @@ def _eps_lda0(params: dict, rs: Array) -> Array:
 
 def _g_c(params: dict, d: _Density) -> Array:
     """``G_c(zeta) = [1 - gc (d_x - 1)] (1 - zeta^12)``, ``d_x = ((1+z)^(4/3) + (1-z)^(4/3))/2``."""
+    if d.closed_shell:
+        return 1.0
     return (1.0 - params["gc"] * (d.d_x - 1.0)) * (1.0 - d.zeta**12)
 
 

@@ -47,7 +47,7 @@ def _mgga(name: str, function_name: str) -> Builder:
         from functionals import mgga  # lazy: the meta-GGA module is optional for everything else
 
         return Functional(name=name, kind="mgga", energy_density=getattr(mgga, function_name),
-                          params=None)
+                          params=None, supports_restricted=True)
 
     return build
 

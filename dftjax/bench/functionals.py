@@ -1,8 +1,10 @@
 """`dftjax bench functionals`: energy density + potentials per million points against libxc.
 
 For each functional the same random closed-shell (or spin-polarised) points are evaluated by
-dftjax (jitted ``value_and_grad`` of ``sum(e)`` with respect to the features: e, vrho, vsigma,
-vtau) and by libxc through ``pyscf.dft.libxc.eval_xc(..., deriv=1)``. Reported: cold time
+dftjax (jitted :func:`functionals.energy_and_potentials`: e and its pointwise derivatives vrho,
+vsigma, vtau by ``jax.vjp``, chunk by chunk) and by libxc through ``pyscf.dft.libxc.eval_xc(..., deriv=1)``. Closed shells (spin=0) take
+the fast path, :class:`~functionals.features.RestrictedFeatures` of the total density, so the
+potentials are libxc's spin=0 ``vrho, vsigma, vtau`` of the total density. Reported: cold time
 (compile + run), warm time (median), libxc time, ratio warm / libxc, and the largest relative
 difference of the energy density (a guard that both computed the same thing).
 """
@@ -10,6 +12,7 @@ difference of the energy density (a guard that both computed the same thing).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 
 import jax
@@ -17,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dftjax.bench._timing import time_cold_warm, time_reference
-from functionals import from_libxc_input, get_functional
+from functionals import energy_and_potentials, from_libxc_input, get_functional
 
 FUNCTIONALS = ("lda,vwn", "pbe", "b3lyp", "r2scan")
 
@@ -57,7 +60,8 @@ def run(functionals=FUNCTIONALS, n_points: int = 1_000_000, spins=(0, 1), repeat
     results = []
     for spin in spins:
         rho = _libxc_input(n_points, spin)
-        features = jax.tree_util.tree_map(jnp.asarray, from_libxc_input(rho, spin))
+        features = jax.tree_util.tree_map(jnp.asarray,
+                                          from_libxc_input(rho, spin, closed_shell=spin == 0))
         for name in functionals:
             if progress:
                 print(f"[bench functionals] {name} spin={spin} ({n_points} points)", file=sys.stderr, flush=True)
@@ -65,10 +69,7 @@ def run(functionals=FUNCTIONALS, n_points: int = 1_000_000, spins=(0, 1), repeat
             rows = {"lda": 1, "gga": 4}.get(functional.kind, rho.shape[-2])
             xc_input = rho[..., :rows, :] if rows > 1 else rho[..., 0, :]
 
-            @jax.jit
-            def evaluate(features, functional=functional):
-                energy = lambda f: jnp.sum(functional(f))  # noqa: E731
-                return functional(features), jax.grad(energy)(features)
+            evaluate = jax.jit(functools.partial(energy_and_potentials, functional))
 
             cold, warm = time_cold_warm(lambda: evaluate(features), repeats)
             ref_time = time_reference(lambda: libxc.eval_xc(name, xc_input, spin=spin, deriv=1), repeats)

@@ -170,13 +170,45 @@ def evaluate_spin_resolved(case: Case, rho: np.ndarray, sigma: np.ndarray):
     return tuple(total)
 
 
-def ours_on(case: Case, libxc_input: np.ndarray, spin: int, clamp: bool = False):
+@functools.lru_cache(maxsize=None)
+def _jitted_closed_shell(functional: Functional):
+    """jit(rho (CHUNK,), sigma (CHUNK,)) -> (e, de/drho, de/dsigma) of the total density, through
+    the closed-shell fast path (RestrictedFeatures)."""
+    from functionals.features import closed_shell_features
+
+    def evaluate(rho, sigma):
+        e, vjp = jax.vjp(lambda r, s: functional(closed_shell_features(r, s)), rho, sigma)
+        v_rho, v_sigma = vjp(jnp.ones_like(e))
+        return e, v_rho, v_sigma
+
+    return jax.jit(evaluate)
+
+
+def evaluate_closed_shell(case: Case, rho: np.ndarray, sigma: np.ndarray):
+    """Our e, d e/d rho, d e/d sigma (each (n,)) of total-density inputs via RestrictedFeatures."""
+    n = rho.shape[-1]
+    pad = -n % CHUNK
+    rho = np.pad(rho, (0, pad))
+    sigma = np.pad(sigma, (0, pad))
+    total = [np.zeros(n), np.zeros(n), np.zeros(n)]
+    for coefficient, functional in elementary_terms(_built(case)):
+        evaluate = _jitted_closed_shell(functional)
+        outs = [evaluate(rho[i:i + CHUNK], sigma[i:i + CHUNK]) for i in range(0, n + pad, CHUNK)]
+        for k in range(3):
+            total[k] = total[k] + coefficient * np.concatenate(
+                [np.asarray(o[k]) for o in outs])[:n]
+    return tuple(total)
+
+
+def ours_on(case: Case, libxc_input: np.ndarray, spin: int, clamp: bool = False,
+            closed_shell: bool = False):
     """Our (e, vrho, vsigma) in libxc's layout: spin 0 (n,), (n,), (n,); spin 1 (n,), (n,2), (n,3).
 
     Closed-shell input is evaluated as two equal spin halves, and the total-density derivatives
     follow by the chain rule ``d/drho = (d/drho_a + d/drho_b)/2``,
     ``d/dsigma = (d/dsigma_aa + d/dsigma_ab + d/dsigma_bb)/4`` (what ``restricted_features``
-    gives under ``jax.grad``; tested in test_features). With ``clamp``, inputs are clamped as
+    gives under ``jax.grad``; tested in test_features), or with ``closed_shell`` through the
+    closed-shell fast path (RestrictedFeatures of the totals). With ``clamp``, inputs are clamped as
     libxc does internally (module docstring): sigma_ss up to threshold^(8/3) and, for
     correlation functionals, spin densities up to the threshold.
     """
@@ -186,6 +218,8 @@ def ours_on(case: Case, libxc_input: np.ndarray, spin: int, clamp: bool = False)
         sigma = np.einsum("xg,xg->g", libxc_input[1:4], libxc_input[1:4])
         if clamp:
             sigma = np.maximum(sigma, sigma_floor)
+        if closed_shell:
+            return evaluate_closed_shell(case, rho, sigma)
         e, vr, vs = evaluate_spin_resolved(case, np.stack([rho / 2] * 2), np.stack([sigma / 4] * 3))
         return e, vr.sum(0) / 2, vs.sum(0) / 4
     rho = libxc_input[:, 0].copy()
@@ -224,8 +258,13 @@ class Errors:
     worst: str
 
 
-def compare(case: Case, libxc_input: np.ndarray, spin: int) -> dict[str, Errors]:
-    """Compare e, vrho, vsigma with libxc under the policy in the module docstring."""
+def compare(case: Case, libxc_input: np.ndarray, spin: int,
+            closed_shell: bool = False) -> dict[str, Errors]:
+    """Compare e, vrho, vsigma with libxc under the policy in the module docstring.
+
+    ``closed_shell`` (spin 0 only): evaluate ours through RestrictedFeatures (the fast path)
+    instead of two equal spin halves.
+    """
     xc_type = libxc.xc_type(case.libxc)
     if xc_type == "LDA":
         inp = libxc_input[..., :1, :] if spin else libxc_input[:1]
@@ -241,7 +280,7 @@ def compare(case: Case, libxc_input: np.ndarray, spin: int) -> dict[str, Errors]
         rho = libxc_input[0]
         mask = rho / 2 > floor
         full = np.zeros_like(mask)
-        ours = ours_on(case, libxc_input, 0, clamp=case.component)
+        ours = ours_on(case, libxc_input, 0, clamp=case.component, closed_shell=closed_shell)
         ours_full = ours
     else:
         rho_s = libxc_input[:, 0]
