@@ -233,7 +233,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=int, default=3)
     bench.add_argument("--json", action="store_true")
     bench.set_defaults(func=cmd_bench)
+    for register in _command_modules():
+        register(sub)
     return parser
+
+
+def _command_modules():
+    """``register(subparsers)`` of the commands that live with their packages (imported lazily)."""
+    from qmc.cli import register as vmc
+
+    return [vmc]
 
 
 def _enable_compilation_cache() -> None:

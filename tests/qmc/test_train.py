@@ -1,0 +1,97 @@
+"""The VMC loop: exact resume from checkpoints, and He below Hartree-Fock."""
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from basis.molecule import make_molecule
+from qmc.ansatz import FermiNetOptions
+from qmc.optimizers import SpringOptions
+from qmc.train import CHECKPOINT_NAME, VMCOptions, load_checkpoint, run_vmc
+from tests.qmc.conftest import SMALL
+
+HE_HF_LIMIT = -2.86168  # Hartree-Fock limit of He (Clementi & Roetti), hartree
+
+TINY = VMCOptions(
+    ansatz_options=FermiNetOptions(hidden_one=(8,), hidden_two=(4,), determinants=1),
+    iterations=6, walkers=16, seed=3, pretrain_iterations=0, burn_in=2, mcmc_steps=2,
+    eval_iterations=0, checkpoint_every=2, progress_every=0,
+)
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def _stop_at(step_to_stop):
+    def callback(step, stats):
+        if step == step_to_stop:
+            raise _Interrupt
+    return callback
+
+
+def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path):
+    molecule = make_molecule("He 0 0 0")
+    straight = run_vmc(molecule, TINY, checkpoint_dir=str(tmp_path / "a"))
+    with pytest.raises(_Interrupt):
+        run_vmc(molecule, TINY, checkpoint_dir=str(tmp_path / "b"), callback=_stop_at(4))  # checkpoint at 4 written
+    resumed = run_vmc(molecule, TINY, checkpoint_dir=str(tmp_path / "b"))
+    assert resumed.resumed_from == 4 and straight.resumed_from is None
+    leaves_a = jax.tree_util.tree_leaves(straight.state)
+    leaves_b = jax.tree_util.tree_leaves(resumed.state)
+    for a, b in zip(leaves_a, leaves_b):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))  # bit for bit
+    for a, b in zip(straight.history, resumed.history):
+        np.testing.assert_array_equal(a, b)
+    assert straight.energy == resumed.energy and straight.energy_error == resumed.energy_error
+    # the final checkpoint is written and holds the last iteration
+    state, _ = load_checkpoint(str(tmp_path / "a"), _fingerprint_of(molecule))
+    assert int(state.step) == TINY.iterations
+    assert sorted(os.listdir(tmp_path / "a")) == [CHECKPOINT_NAME]  # no temporary files left behind
+
+
+def _fingerprint_of(molecule):
+    from qmc.train import _fingerprint
+
+    return _fingerprint(molecule, TINY)
+
+
+def test_checkpoint_of_other_settings_is_refused(tmp_path):
+    molecule = make_molecule("He 0 0 0")
+    run_vmc(molecule, TINY, checkpoint_dir=str(tmp_path))
+    other = make_molecule("He 0 0 0.1")
+    with pytest.raises(ValueError, match="another molecule"):
+        run_vmc(other, TINY, checkpoint_dir=str(tmp_path))
+
+
+def test_helium_goes_below_hartree_fock():
+    """A small FermiNet with SPRING beats the HF limit of He within 200 short iterations.
+
+    Compilation dominates the cost, so the energy is taken from the last fifth of the optimisation
+    (``eval_iterations=0``), which saves compiling the evaluation step.
+    """
+    options = VMCOptions(
+        ansatz_options=SMALL, iterations=200, walkers=64, seed=0, pretrain_iterations=20,
+        pretrain_basis="sto-3g", burn_in=10, mcmc_steps=5, eval_iterations=0, progress_every=0,
+        optimizer_options=SpringOptions(learning_rate=0.05),
+    )
+    result = run_vmc(make_molecule("He 0 0 0"), options)
+    assert result.energy + 3 * result.energy_error < HE_HF_LIMIT, (result.energy, result.energy_error)
+    assert result.energy > -2.9037 - 5 * result.energy_error - 1e-3  # variational: not below the exact energy
+    assert 0.35 < result.acceptance < 0.65
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "atom, exact",
+    [("He 0 0 0", -2.903724), ("H 0 0 0; H 0 0 1.4", -1.174475)],
+    ids=["He", "H2"],
+)
+def test_default_settings_reach_near_exact_energies(atom, exact):
+    """CLI defaults (400 SPRING iterations, 256 walkers): within 1 mHa of the exact energy (issue 9 asks
+    0.3 mHa in <= 5 min; see the report for the measured value). Several minutes on 2 cores."""
+    molecule = make_molecule(atom, unit="bohr")
+    result = run_vmc(molecule, VMCOptions(progress_every=0))
+    assert abs(result.energy - exact) < 1e-3 + 3 * result.energy_error, (result.energy, result.energy_error)
+    assert result.energy > exact - 5 * result.energy_error  # variational
