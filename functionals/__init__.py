@@ -65,6 +65,10 @@ from functionals.gga import (B88_PARAMS, B88_SHORT_RANGE_PARAMS, LYP_PARAMS, P86
                              PBE_C_PARAMS, PBE_X_PARAMS, b88_short_range_x, b88_x, lyp_c, p86_c,
                              pbe_c, pbe_x)
 from functionals.hybrid import make_b3lyp, make_b3lyp5, make_camb3lyp, make_pbe0
+from functionals.kinetic import (APBEK_PARAMS, PBE_TW_PARAMS, THOMAS_FERMI_CONSTANT, pbe_kinetic,
+                                 thomas_fermi, thomas_fermi_1d, thomas_fermi_von_weizsaecker,
+                                 thomas_fermi_von_weizsaecker_1d, von_weizsaecker,
+                                 von_weizsaecker_laplacian)
 from functionals.lda import (PW92_MOD_PARAMS, PW92_PARAMS, PZ81_PARAMS, VWN5_PARAMS, VWN_RPA_PARAMS,
                              pw92_c, pz81_c, slater_x, vwn5_c, vwn_rpa_c)
 from functionals.registry import available_functionals, get_functional
@@ -87,4 +91,8 @@ __all__ = [
     "P86_PARAMS",
     # hybrids
     "make_b3lyp", "make_b3lyp5", "make_pbe0", "make_camb3lyp",
+    # kinetic-energy functionals (orbital-free DFT)
+    "thomas_fermi", "thomas_fermi_1d", "von_weizsaecker", "von_weizsaecker_laplacian",
+    "thomas_fermi_von_weizsaecker", "thomas_fermi_von_weizsaecker_1d", "pbe_kinetic",
+    "APBEK_PARAMS", "PBE_TW_PARAMS", "THOMAS_FERMI_CONSTANT",
 ]

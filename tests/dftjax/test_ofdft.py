@@ -1,0 +1,227 @@
+"""Orbital-free DFT in the 1D box: data generator, KRR and neural functionals, the OF solver."""
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dftjax.ofdft import box, data1d, krr, neural, solver
+from functionals import kinetic
+
+KCAL = data1d.HARTREE_TO_KCAL_PER_MOL
+
+
+@pytest.fixture(scope="module")
+def paper_n1():
+    return data1d.paper_training_set(1)
+
+
+def test_paper_potentials_columns_are_reordered():
+    wells = data1d.load_paper_potentials()
+    assert wells.shape == (100, 3, 3)
+    # the README's example: "1.18 0.0720 0.530" is depth 1.18, width 0.072, centre 0.530
+    np.testing.assert_allclose(wells[0, 0], [1.180270056381577, 0.5299345325943254, 0.07195101071267996])
+    assert np.all((wells[..., 1] >= 0.4) & (wells[..., 1] <= 0.6))
+    assert np.all((wells[..., 2] >= 0.03) & (wells[..., 2] <= 0.1))
+    assert np.all((wells[..., 0] >= 1.0) & (wells[..., 0] <= 10.0))
+
+
+@pytest.mark.parametrize("n_electrons", [1, 2, 4])
+def test_particle_in_a_box(n_electrons):
+    data = data1d.generate(np.zeros((1, 1, 3)) + [0.0, 0.5, 0.1], n_electrons)
+    exact = sum(np.pi**2 * k**2 / 2 for k in range(1, n_electrons + 1))
+    # 8th-order stencil with odd-reflection walls on 498 interior points: relative error < 1e-10
+    np.testing.assert_allclose(data.kinetic_energies[0], exact, rtol=1e-10)
+    np.testing.assert_allclose(data.energies[0], exact, rtol=1e-10)
+    x = data.grid
+    density = sum(2 * np.sin(k * np.pi * x) ** 2 for k in range(1, n_electrons + 1))
+    np.testing.assert_allclose(data.densities[0], density, atol=1e-9)
+
+
+def test_converged_in_grid_size():
+    wells = data1d.load_paper_potentials()[:4]
+    coarse = data1d.generate(wells, 2, n_points=250)
+    fine = data1d.generate(wells, 2)
+    # kinetic energies of 10-50 Ha agree to < 1e-8 Ha (1e-5 kcal/mol) between 250 and 500 points
+    np.testing.assert_allclose(coarse.kinetic_energies, fine.kinetic_energies, atol=1e-8)
+    np.testing.assert_allclose(fine.densities.sum(1) * fine.dx, 2.0, atol=1e-12)
+
+
+def test_random_wells_distribution_and_seed():
+    a = data1d.random_wells(500, seed=3)
+    np.testing.assert_array_equal(a, data1d.random_wells(500, seed=3))
+    assert a[..., 0].min() >= 1 and a[..., 0].max() <= 10 and a[..., 1].min() >= 0.4
+    assert a[..., 1].max() <= 0.6 and a[..., 2].min() >= 0.03 and a[..., 2].max() <= 0.1
+    assert abs(a[..., 0].mean() - 5.5) < 0.3    # U[1, 10] mean 5.5, std/sqrt(1500) = 0.07
+
+
+def test_von_weizsaecker_exact_for_one_particle(paper_n1):
+    # vW is exact for N = 1: to grid accuracy in both the Laplacian (feature) form and the operator form
+    for i in range(5):
+        n = jnp.asarray(paper_n1.densities[i])
+        laplacian_form = box.kinetic_energy(kinetic.von_weizsaecker_laplacian, None, n, paper_n1.dx)
+        operator_form = box.von_weizsaecker_energy(n, paper_n1.dx)
+        amplitude_form = box.trapezoid(0.5 * box.amplitude_gradient(n, paper_n1.dx) ** 2, paper_n1.dx)
+        assert abs(float(laplacian_form) - paper_n1.kinetic_energies[i]) < 1e-8   # 8th-order stencils
+        assert abs(float(operator_form) - paper_n1.kinetic_energies[i]) < 1e-9    # same operator as eigh
+        assert abs(float(amplitude_form) - paper_n1.kinetic_energies[i]) < 1e-8   # 1/2 |sqrt(n)'|^2
+
+
+def test_thomas_fermi_von_weizsaecker_bounds_for_many_particles():
+    # vW is a lower bound of T_s for any N; TF + vW is above it for these densities (measured
+    # 63 / 69 / 90 Ha for TF / exact / TF+vW at N = 3)
+    data = data1d.generate(data1d.load_paper_potentials()[:3], 3)
+    for i in range(3):
+        n = jnp.asarray(data.densities[i])
+        vw = float(box.von_weizsaecker_energy(n, data.dx))
+        tfvw = float(box.kinetic_energy(kinetic.thomas_fermi_von_weizsaecker_1d, None, n, data.dx))
+        assert vw < data.kinetic_energies[i] < tfvw
+
+
+def test_krr_reproduces_training_points_and_derivative_matches_finite_differences(paper_n1):
+    train = paper_n1.take(slice(0, 20))
+    model = krr.fit(train.densities, train.kinetic_energies, train.dx, length_scale=0.5, regularization=1e-12)
+    predicted = jax.vmap(lambda n: krr.predict(model, n))(jnp.asarray(train.densities))
+    # lambda = 1e-12 interpolates: residual lambda |alpha| ~ 1e-9 Ha
+    np.testing.assert_allclose(predicted, train.kinetic_energies, atol=1e-6)
+
+    n = jnp.asarray(paper_n1.densities[50])
+    derivative = krr.functional_derivative(model, n)
+    direction = jnp.asarray(paper_n1.densities[51] - paper_n1.densities[50])
+    h = 1e-4
+    fd = (krr.predict(model, n + h * direction) - krr.predict(model, n - h * direction)) / (2 * h)
+    analytic = jnp.sum(derivative * direction) * train.dx
+    np.testing.assert_allclose(analytic, fd, rtol=1e-6)   # O(h^2) truncation on a Gaussian kernel
+
+
+def test_krr_cross_validated_small_benchmark(paper_n1):
+    # M = 50 paper densities, tested on 100 fresh ones: the paper's KRR reaches 1.3 kcal/mol MAE
+    # and 7.3 max (Brockherde et al. 2017, Table I); we measure 0.7 / 5.8 (1.5 / 8 allows for the
+    # smaller test set and a different M = 50 subset).
+    train = paper_n1.take(slice(0, 50))
+    test = data1d.random_set(100, 1, seed=11)
+    model = krr.fit_cross_validated(train.densities, train.kinetic_energies, train.dx)
+    predicted = jax.vmap(lambda n: krr.predict(model, n))(jnp.asarray(test.densities))
+    errors = np.abs(np.asarray(predicted) - test.kinetic_energies) * KCAL
+    assert errors.mean() < 1.5
+    assert errors.max() < 10.0
+
+
+def test_krr_save_load_roundtrip(tmp_path, paper_n1):
+    train = paper_n1.take(slice(0, 10))
+    model = krr.fit(train.densities, train.kinetic_energies, train.dx, 0.5, 1e-8)
+    krr.save(model, tmp_path / "m.npz", n_electrons=1)
+    loaded, meta = krr.load(tmp_path / "m.npz")
+    assert meta["n_electrons"] == 1
+    n = jnp.asarray(paper_n1.densities[30])
+    assert float(krr.predict(loaded, n)) == float(krr.predict(model, n))
+
+
+def test_of_solver_with_von_weizsaecker_recovers_exact_ground_state(paper_n1):
+    dx = paper_n1.dx
+    kinetic_fn = functools.partial(box.von_weizsaecker_energy, dx=dx)
+    start = jnp.asarray(2.0 * np.sin(np.pi * paper_n1.grid) ** 2)
+    solve = jax.jit(jax.vmap(lambda v: solver.minimize_sqrt(
+        kinetic_fn, v, start, 1.0, dx, tolerance=1e-9, preconditioner=solver.default_preconditioner(500))))
+    result = solve(jnp.asarray(paper_n1.potentials[:3]))
+    # same discrete Hamiltonian as the eigensolver: agreement to the L-BFGS tolerance
+    np.testing.assert_allclose(result.energy, paper_n1.energies[:3], atol=1e-8)
+    np.testing.assert_allclose(result.kinetic_energy, paper_n1.kinetic_energies[:3], atol=1e-7)
+    np.testing.assert_allclose(result.density, paper_n1.densities[:3], atol=1e-6)
+    assert np.all(np.asarray(result.iterations) < 100)
+    np.testing.assert_allclose(jnp.sum(result.density, axis=1) * dx, 1.0, atol=1e-12)
+
+
+def test_of_solver_unpreconditioned_agrees(paper_n1):
+    dx = paper_n1.dx
+    kinetic_fn = functools.partial(box.von_weizsaecker_energy, dx=dx)
+    start = jnp.asarray(2.0 * np.sin(np.pi * paper_n1.grid) ** 2)
+    result = jax.jit(lambda v: solver.minimize_sqrt(kinetic_fn, v, start, 1.0, dx, max_iterations=3000,
+                                                    tolerance=1e-8))(jnp.asarray(paper_n1.potentials[7]))
+    assert abs(float(result.energy) - paper_n1.energies[7]) < 1e-7
+
+
+def _ofdft_cli(argv):
+    import argparse
+
+    from dftjax.ofdft import cli
+
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def test_cli_solve_von_weizsaecker_matches_exact_for_one_particle():
+    out = _ofdft_cli(["ofdft", "solve", "--potential", "5,0.5,0.05;3,0.45,0.08;2,0.6,0.04",
+                      "--electrons", "1", "--model", "vw", "--json"])
+    assert len(out["density"]) == 500
+    assert abs(out["energy"] - out["exact_energy"]) < 1e-8      # vW is exact for N = 1
+    assert abs(out["kinetic_energy"] - out["exact_kinetic_energy"]) < 1e-6
+    assert "table" in out
+    exact = _ofdft_cli(["ofdft", "solve", "--potential", "0,0.5,0.1", "--electrons", "2", "--model", "exact"])
+    assert abs(exact["energy"] - 5 * np.pi**2 / 2) < 1e-8        # (1 + 4) pi^2 / 2
+
+
+@pytest.mark.parametrize("argv", [
+    ["--potential", "5,0.5", "--model", "vw"],
+    ["--potential", "5,0.5,0.0", "--model", "vw"],
+    ["--potential", "5,0.5,0.1", "--model", "no-such-model"],
+    ["--potential", "5,0.5,0.1", "--electrons", "0", "--model", "vw"],
+])
+def test_cli_solve_rejects_bad_input(argv):
+    with pytest.raises(ValueError):
+        _ofdft_cli(["ofdft", "solve", *argv])
+
+
+def test_neural_derivative_matches_finite_differences_and_roundtrips(tmp_path, paper_n1):
+    train = paper_n1.take(slice(0, 8))
+    options = neural.NeuralOptions(channels=(8, 8), kernel_size=3, steps=30, learning_rate=1e-2)
+    losses = []
+    model = neural.train(train.densities, train.kinetic_energies, train.kinetic_derivatives, train.dx, 1,
+                         options, callback=lambda step, m: losses.append(float(neural._loss(
+                             m.params, m.module, None, train.dx, jnp.asarray(train.densities),
+                             jnp.asarray(train.kinetic_energies), jnp.asarray(train.kinetic_derivatives),
+                             1.0)[0])))
+    assert losses[-1] < 0.5 * losses[0]          # Adam on energies + derivatives makes progress
+    n = jnp.asarray(paper_n1.densities[40])
+    direction = jnp.asarray(paper_n1.densities[41] - paper_n1.densities[40])
+    grad = jax.grad(functools.partial(neural.kinetic_energy, model))(n)
+    h = 1e-4
+    fd = (neural.kinetic_energy(model, n + h * direction) - neural.kinetic_energy(model, n - h * direction)) / (2 * h)
+    np.testing.assert_allclose(jnp.sum(grad * direction), fd, rtol=1e-6)   # O(h^2), smooth softplus net
+    neural.save(model, tmp_path / "nn.npz", n_electrons=1)
+    loaded, meta = neural.load(tmp_path / "nn.npz")
+    assert meta["n_electrons"] == 1
+    assert float(neural.kinetic_energy(loaded, n)) == float(neural.kinetic_energy(model, n))
+
+
+def test_krr_self_consistent_projected_descent(paper_n1):
+    # M = 100 (the paper's potentials), 10 fresh test systems, local PCA m = 20, q = 4 (chosen on
+    # a separate validation set by the benchmark). Measured: MAE 0.12, max 0.30 kcal/mol on these
+    # 10 (0.36 MAE on the 50 validation systems); 1.5 allows 4x the validation MAE and is still
+    # below the paper's M = 50 result (1.6 kcal/mol).
+    from dftjax.ofdft import benchmark
+
+    model = krr.fit_cross_validated(paper_n1.densities, paper_n1.kinetic_energies, paper_n1.dx)
+    test = data1d.random_set(10, 1, seed=31)
+    result = benchmark.krr_solve(model, test.potentials, 20, 4)
+    errors = np.abs(np.asarray(result.energy) - test.energies) * KCAL
+    assert errors.mean() < 1.5
+    np.testing.assert_allclose(np.sum(result.density, axis=1) * paper_n1.dx, 1.0, atol=1e-10)  # N kept
+
+
+@pytest.mark.slow
+def test_krr_benchmark_beats_brockherde_at_m100():
+    # The issue's goal: self-consistent MAE below Brockherde et al.'s 0.74 kcal/mol at M = 100,
+    # N = 1. Measured on the benchmark's 1000 test systems: 0.49 kcal/mol (T on exact densities
+    # 0.28); here on the first 200 of them (a few minutes on 2 cores).
+    from dftjax.ofdft import benchmark
+
+    train = benchmark.training_set(1, 100)
+    model = krr.fit_cross_validated(train.densities, train.kinetic_energies, train.dx)
+    test = data1d.random_set(1000, 1, benchmark.TEST_SEED).take(slice(0, 200))
+    result = benchmark.krr_solve(model, test.potentials, 20, 4)
+    mae, _ = benchmark.errors(result.energy, test.energies)
+    assert mae < 0.74
