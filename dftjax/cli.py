@@ -241,9 +241,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _command_modules():
     """``register(subparsers)`` of the commands that live with their packages (imported lazily)."""
     from dftjax.ofdft.cli import register as ofdft
+    from dftjax.oned.cli import register as train
     from qmc.cli import register as vmc
 
-    return [ofdft, vmc]
+    return [train, ofdft, vmc]
 
 
 def _enable_compilation_cache() -> None:

@@ -69,6 +69,8 @@ from functionals.kinetic import (APBEK_PARAMS, PBE_TW_PARAMS, THOMAS_FERMI_CONST
                                  thomas_fermi, thomas_fermi_1d, thomas_fermi_von_weizsaecker,
                                  thomas_fermi_von_weizsaecker_1d, von_weizsaecker,
                                  von_weizsaecker_laplacian)
+from functionals.ksr import (GlobalXC, LocalXC, SemilocalXC, as_functional, make_ksr_functional,
+                             self_interaction_gate)
 from functionals.lda import (PW92_MOD_PARAMS, PW92_PARAMS, PZ81_PARAMS, VWN5_PARAMS, VWN_RPA_PARAMS,
                              pw92_c, pz81_c, slater_x, vwn5_c, vwn_rpa_c)
 from functionals.registry import available_functionals, get_functional
@@ -95,4 +97,6 @@ __all__ = [
     "thomas_fermi", "thomas_fermi_1d", "von_weizsaecker", "von_weizsaecker_laplacian",
     "thomas_fermi_von_weizsaecker", "thomas_fermi_von_weizsaecker_1d", "pbe_kinetic",
     "APBEK_PARAMS", "PBE_TW_PARAMS", "THOMAS_FERMI_CONSTANT",
+    # neural 1D XC functionals of the Kohn-Sham regularizer (Li et al. 2021)
+    "LocalXC", "SemilocalXC", "GlobalXC", "self_interaction_gate", "make_ksr_functional", "as_functional",
 ]
