@@ -8,6 +8,8 @@ Commands (see ../shared/ARCHITECTURE.md, "Command line"):
 * ``dftjax bench integrals``: integral timings against libcint.
 * ``dftjax bench functionals``: XC energy + potentials per million points against libxc.
 * ``dftjax bench scf``: whole SCF calculations (cold, warm) against PySCF.
+* ``dftjax bench vmc``: local energy (Hessian vs forward Laplacian) and optimisation-step times.
+* ``dftjax train ksr1d``, ``dftjax ofdft train|solve``, ``dftjax vmc``: registered by their packages.
 
 Every command takes ``--json`` (one JSON object on stdout; a human-readable table otherwise),
 reports progress on stderr, and exits with status 2 and a one-line message on bad input.
@@ -183,7 +185,19 @@ def cmd_bench(args) -> dict:
             _functional_or_usage_error(xc)
         results = suite.run(molecules=molecules, functionals=functionals, basis=args.basis_sets.split(",")[0])
         return {"suite": "scf", "results": suite.as_records(results), "table": suite.format_table(results)}
-    raise UsageError(f"unknown benchmark suite {args.suite!r}: expected one of ['functionals', 'integrals', 'scf']")
+    if args.suite == "vmc":
+        from dftjax.bench import vmc as suite
+
+        default = "water,benzene,hexane"  # the shared --molecules default belongs to the SCF suites
+        systems = list(suite.SYSTEMS) if args.molecules == default else args.molecules.split(",")
+        unknown = [s for s in systems if s not in suite.SYSTEMS]
+        if unknown:
+            raise UsageError(f"unknown VMC benchmark system {unknown[0]!r}: expected one of {sorted(suite.SYSTEMS)}")
+        if args.walkers < 1:
+            raise UsageError(f"--walkers {args.walkers} must be positive")
+        results = suite.run(systems=systems, walkers=args.walkers, repeats=args.repeats)
+        return {"suite": "vmc", "results": suite.as_records(results), "table": suite.format_table(results)}
+    raise UsageError(f"unknown benchmark suite {args.suite!r}: expected one of ['functionals', 'integrals', 'scf', 'vmc']")
 
 
 def _functional_or_usage_error(xc: str):
@@ -224,7 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     scf.set_defaults(func=cmd_scf)
 
     bench = sub.add_parser("bench", help="benchmarks against PySCF/libcint in the same process")
-    bench.add_argument("suite", choices=["integrals", "functionals", "scf"])
+    bench.add_argument("suite", choices=["integrals", "functionals", "scf", "vmc"])
+    bench.add_argument("--walkers", type=int, default=64, help="vmc suite: walkers per evaluation")
     bench.add_argument("--molecules", default="water,benzene,hexane")
     bench.add_argument("--basis-sets", default="def2-svp,def2-tzvp",
                        help="integrals: comma-separated list; scf: the first one (default def2-svp)")

@@ -1,9 +1,9 @@
-"""Deep variational Monte Carlo (FermiNet-style neural wavefunctions), atomic units.
+"""Deep variational Monte Carlo (FermiNet and PauliNet neural wavefunctions), atomic units.
 
 Modules, one physical piece each:
 
 * :mod:`qmc.ansatz` -- antisymmetric wavefunctions by name (``make_ansatz("ferminet", molecule)``);
-  :mod:`qmc.ansatz.ferminet`, :mod:`qmc.ansatz.envelopes`.
+  :mod:`qmc.ansatz.ferminet`, :mod:`qmc.ansatz.envelopes`, :mod:`qmc.ansatz.paulinet`.
 * :mod:`qmc.laplacian` -- Laplacian + gradient of log|psi|: Hessian trace or forward Laplacian (folx).
 * :mod:`qmc.hamiltonian` -- local energy (kinetic + Coulomb).
 * :mod:`qmc.mcmc` -- Metropolis-Hastings over all walkers, adaptive step size.
@@ -18,7 +18,7 @@ Modules, one physical piece each:
 >>> result = run_vmc(make_molecule("He 0 0 0"), VMCOptions(iterations=400))  # doctest: +SKIP
 """
 
-from qmc.ansatz import ANSATZES, FermiNetOptions, make_ansatz
+from qmc.ansatz import ANSATZES, FermiNetOptions, PauliNetOptions, make_ansatz
 from qmc.hamiltonian import make_local_energy, potential_energy
 from qmc.laplacian import LAPLACIANS, forward_laplacian, hessian_laplacian
 from qmc.mcmc import MCMCState, initial_positions, make_metropolis
@@ -27,7 +27,7 @@ from qmc.statistics import blocking_error
 from qmc.train import VMCOptions, VMCResult, run_vmc
 
 __all__ = [
-    "ANSATZES", "AdamOptions", "FermiNetOptions", "LAPLACIANS", "MCMCState", "OPTIMIZERS", "SpringOptions",
+    "ANSATZES", "AdamOptions", "FermiNetOptions", "LAPLACIANS", "MCMCState", "OPTIMIZERS", "PauliNetOptions", "SpringOptions",
     "VMCOptions", "VMCResult", "blocking_error", "clip_local_energy", "forward_laplacian", "hessian_laplacian",
     "initial_positions", "make_ansatz", "make_local_energy", "make_metropolis", "make_optimizer",
     "potential_energy", "run_vmc",

@@ -19,7 +19,7 @@ DEFAULTS = {"iterations": 400, "walkers": 256, "seed": 0}
 
 def register(subparsers) -> argparse.ArgumentParser:
     """Add ``vmc`` to an ``argparse`` subparsers object; returns the new parser."""
-    vmc = subparsers.add_parser("vmc", help="deep variational Monte Carlo (FermiNet)")
+    vmc = subparsers.add_parser("vmc", help="deep variational Monte Carlo (FermiNet, PauliNet)")
     vmc.add_argument("--atom", default="He 0 0 0", help="PySCF atom string or .xyz path (default: He)")
     vmc.add_argument("--unit", default="angstrom", help="angstrom (default) or bohr")
     vmc.add_argument("--ansatz", default="ferminet", choices=sorted(ANSATZES))

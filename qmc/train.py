@@ -16,6 +16,13 @@ The whole state (parameters, optimiser state, walkers, PRNG key, iteration) is o
 checkpointed atomically (temporary file + ``os.replace``) every ``checkpoint_every`` iterations and at
 the end, and a run started on a directory holding a checkpoint resumes from it bit for bit: an
 interrupted and resumed run equals the uninterrupted run with the same seed.
+
+With several local devices the walkers are split along the batch axis over a 1D mesh ``("walkers",)``
+(``jax.sharding.NamedSharding``; parameters, optimiser state and keys replicated). The jitted steps
+are unchanged: XLA's SPMD partitioner runs the per-walker network, Laplacian and Metropolis moves on
+each device's walkers and all-reduces the walker means and SPRING's W x W Gram matrix. Random
+proposals are drawn for the global walker array, so a run gives the single-device numbers up to the
+summation order of those reductions (``tests/qmc/test_sharding.py``).
 """
 
 from __future__ import annotations
@@ -178,6 +185,35 @@ def make_burn_in(mcmc: MCMC, updates: int):
     return burn_in
 
 
+def walker_mesh(n_walkers: int) -> jax.sharding.Mesh | None:
+    """A 1D mesh ``("walkers",)`` over the local devices, or None on a single device.
+
+    Uses the largest number of local devices that divides ``n_walkers``, so every device holds the
+    same number of walkers.
+    """
+    devices = jax.local_devices()
+    n = max(d for d in range(1, len(devices) + 1) if n_walkers % d == 0)
+    if n < 2:
+        return None
+    return jax.sharding.Mesh(np.array(devices[:n]), ("walkers",))
+
+
+def shard_walkers(mesh: jax.sharding.Mesh | None, state: VMCState) -> VMCState:
+    """``state`` with its walker arrays split along axis 0 over ``mesh`` and the rest replicated."""
+    if mesh is None:
+        return state
+    spec = jax.sharding.PartitionSpec
+    replicated = jax.sharding.NamedSharding(mesh, spec())
+
+    def batch(x):
+        return jax.device_put(x, jax.sharding.NamedSharding(mesh, spec("walkers", *([None] * (x.ndim - 1)))))
+
+    mcmc = state.mcmc
+    mcmc = MCMCState(batch(mcmc.positions), batch(mcmc.log_abs_psi), jax.device_put(mcmc.step_size, replicated))
+    rest = jax.device_put((state.params, state.opt_state, state.key, state.step), replicated)
+    return VMCState(rest[0], rest[1], mcmc, rest[2], rest[3])
+
+
 def _fingerprint(molecule, options: VMCOptions) -> str:
     """What must match for a checkpoint to be resumable (not the iteration count or printing)."""
     kept = dataclasses.replace(options, iterations=0, eval_iterations=0, checkpoint_every=1, progress_every=0)
@@ -277,6 +313,7 @@ def run_vmc(
     fingerprint = _fingerprint(molecule, options)
     module, mcmc, optimizer, vmc_step, burn_in, eval_step = _build(molecule, options, fingerprint)
 
+    mesh = walker_mesh(options.walkers)
     loaded = load_checkpoint(checkpoint_dir, fingerprint) if checkpoint_dir else None
     hf_energy = None
     if loaded is not None:
@@ -302,11 +339,14 @@ def run_vmc(
                 module, params, molecule, positions, key_pretrain, iterations=options.pretrain_iterations, hf=hf,
             )
             log(f"[vmc] pretraining loss {losses[0]:.4f} -> {losses[-1]:.4f}; E_UHF = {hf_energy:.6f}")
-        walkers = mcmc.init(params, positions)
+        if mesh is not None:  # burn-in already runs sharded
+            positions = jax.device_put(positions, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("walkers", None)))
+        walkers = jax.jit(mcmc.init)(params, positions)  # eager, the vmapped network dispatches op by op
         if options.burn_in:
             walkers = burn_in(params, walkers, key_burn)
         state = VMCState(params, optimizer.init(params), walkers, key, jnp.zeros((), jnp.int32))
         history = History(*(np.zeros(options.iterations) for _ in History._fields))
+    state = shard_walkers(mesh, state)
 
     first = int(state.step)
     stats = None

@@ -6,7 +6,9 @@ with ``positions`` of shape (n_elec * 3,) or (n_elec, 3) bohr, up electrons firs
 (determinants, n_elec, n_elec) orbital matrices used for pretraining.
 
 >>> from basis.molecule import make_molecule
+>>> from qmc.ansatz import PauliNetOptions, make_ansatz
 >>> ansatz = make_ansatz("ferminet", make_molecule("He 0 0 0"))
+>>> paulinet = make_ansatz("paulinet", make_molecule("He 0 0 0"), PauliNetOptions(basis="sto-3g"))  # runs UHF
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from qmc.ansatz.ferminet import FermiNet, FermiNetOptions, make_ferminet
+from qmc.ansatz.paulinet import PauliNet, PauliNetOptions, make_paulinet
 
 # name -> (builder(molecule, options), options type)
 ANSATZES: dict[str, tuple[Callable[..., Any], type]] = {
     "ferminet": (make_ferminet, FermiNetOptions),
+    "paulinet": (make_paulinet, PauliNetOptions),
 }
 
 
@@ -31,4 +35,7 @@ def make_ansatz(name: str, molecule, options=None):
     return builder(molecule, options)
 
 
-__all__ = ["ANSATZES", "FermiNet", "FermiNetOptions", "make_ansatz", "make_ferminet"]
+__all__ = [
+    "ANSATZES", "FermiNet", "FermiNetOptions", "PauliNet", "PauliNetOptions", "make_ansatz", "make_ferminet",
+    "make_paulinet",
+]

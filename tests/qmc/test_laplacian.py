@@ -14,28 +14,44 @@ def log_psi_and_points(lih):
     return f, points
 
 
-def test_forward_and_hessian_laplacians_agree(log_psi_and_points):
+@pytest.fixture(scope="module")
+def laplacians(log_psi_and_points):
+    """method -> (laplacians (4,), gradients (4, 12)) at the points; one compilation per method."""
     f, points = log_psi_and_points
-    lap_h, grad_h = jax.jit(jax.vmap(hessian_laplacian(f)))(points)
-    lap_f, grad_f = jax.jit(jax.vmap(forward_laplacian(f)))(points)
+    return {name: jax.jit(jax.vmap(method(f)))(points)
+            for name, method in (("hessian", hessian_laplacian), ("forward", forward_laplacian))}
+
+
+def test_forward_and_hessian_laplacians_agree(laplacians):
+    lap_h, grad_h = laplacians["hessian"]
+    lap_f, grad_f = laplacians["forward"]
     # Two exact autodiff schemes differing only in rounding order: 1e-8 is the issue's bar.
     np.testing.assert_allclose(lap_f, lap_h, rtol=0, atol=1e-8)
     np.testing.assert_allclose(grad_f, grad_h, rtol=0, atol=1e-10)
 
 
-@pytest.mark.parametrize("method", ["hessian", "forward"])
-def test_laplacian_against_finite_differences(log_psi_and_points, method):
+@pytest.fixture(scope="module")
+def finite_differences(log_psi_and_points):
+    """(laplacians, gradients) of the first two points by five-point stencils, all shifts in one batch."""
     f, points = log_psi_and_points
-    laplacian = jax.jit((hessian_laplacian if method == "hessian" else forward_laplacian)(f))
-    f = jax.jit(f)
     h = 1e-3
-    for x in points[:2]:
-        lap, grad = laplacian(x)
-        eye = np.eye(x.size)
-        f0 = float(f(x))
-        shifted = {k: np.array([float(f(x + k * h * e)) for e in eye]) for k in (-2, -1, 1, 2)}
-        # five-point stencils: truncation ~h^4 f^(6) ~ 1e-11, rounding ~ 30 eps |f| / (12 h^2) ~ 1e-9 per axis
-        second = (-shifted[2] + 16 * shifted[1] - 30 * f0 + 16 * shifted[-1] - shifted[-2]) / (12 * h**2)
-        first = (-shifted[2] + 8 * shifted[1] - 8 * shifted[-1] + shifted[-2]) / (12 * h)
-        np.testing.assert_allclose(np.sum(second), float(lap), rtol=0, atol=1e-6)
-        np.testing.assert_allclose(first, np.asarray(grad), rtol=0, atol=1e-8)
+    x = np.asarray(points[:2])
+    eye = np.eye(x.shape[1])
+    shifts = np.array([-2, -1, 1, 2])
+    # (2 points, 4 shifts, 12 axes, 12) shifted configurations plus the 2 points themselves
+    shifted = x[:, None, None, :] + h * shifts[None, :, None, None] * eye[None, None, :, :]
+    values = np.asarray(jax.jit(jax.vmap(f))(np.concatenate([shifted.reshape(-1, x.shape[1]), x])))
+    f0 = values[-2:, None]
+    fm2, fm1, fp1, fp2 = np.moveaxis(values[:-2].reshape(2, 4, -1), 1, 0)
+    # five-point stencils: truncation ~h^4 f^(6) ~ 1e-11, rounding ~ 30 eps |f| / (12 h^2) ~ 1e-9 per axis
+    second = (-fp2 + 16 * fp1 - 30 * f0 + 16 * fm1 - fm2) / (12 * h**2)
+    first = (-fp2 + 8 * fp1 - 8 * fm1 + fm2) / (12 * h)
+    return second.sum(axis=1), first
+
+
+@pytest.mark.parametrize("method", ["hessian", "forward"])
+def test_laplacian_against_finite_differences(laplacians, finite_differences, method):
+    lap, grad = laplacians[method]
+    lap_fd, grad_fd = finite_differences
+    np.testing.assert_allclose(lap_fd, np.asarray(lap[:2]), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(grad_fd, np.asarray(grad[:2]), rtol=0, atol=1e-8)

@@ -1,6 +1,7 @@
 """Hartree-Fock orbitals in JAX against PySCF, and orbital pretraining."""
 import jax
 import numpy as np
+import pytest
 from pyscf import scf
 from pyscf.dft import numint
 
@@ -26,6 +27,7 @@ def test_hartree_fock_orbitals_match_pyscf():
     np.testing.assert_allclose(hf.energy, mf.e_tot, rtol=0, atol=1e-8)
 
 
+@pytest.mark.slow  # 30 training steps of a FermiNet: ~10 s of CPU, mostly compilation
 def test_pretraining_fits_hartree_fock_orbitals():
     molecule = make_molecule("He 0 0 0")
     module = make_ansatz("ferminet", molecule, SMALL)
