@@ -123,7 +123,7 @@ def cmd_scf(args) -> dict:
     _progress(f"{options.xc}/{options.basis} on {molecule.n_atoms} atoms ({'UKS' if options.unrestricted else 'RKS'})")
     result = run_scf(molecule, options, verbose=True)
     _progress(f"E = {result.energy:.10f} Ha, converged={result.converged} after {result.iterations} iterations")
-    return {
+    payload = {
         "energy": result.energy,
         "energy_parts": result.energy_parts,
         "converged": result.converged,
@@ -141,6 +141,11 @@ def cmd_scf(args) -> dict:
         "mulliken_charges": result.mulliken_charges.tolist(),
         "units": {"energy": "hartree", "dipole": "e*bohr", "orbital_energies": "hartree"},
     }
+    if args.forces:
+        from dftjax import properties_cli
+
+        properties_cli.add_forces_to_scf_result(payload, molecule, options, result)
+    return payload
 
 
 def _print_scf(result: dict) -> None:
@@ -152,6 +157,8 @@ def _print_scf(result: dict) -> None:
         print(f"  {name:<18} {value:.10f}")
     print(f"HOMO-LUMO gap     {result['homo_lumo_gap']:.6f} Ha;  <S^2> = {result['s2']:.6f}")
     print("dipole (au)       " + " ".join(f"{d:.6f}" for d in result["dipole"]))
+    for atom, force in enumerate(result.get("forces", [])):
+        print(f"force atom {atom:<3}    " + " ".join(f"{f:+.6f}" for f in force) + "  Ha/bohr")
 
 
 def cmd_bench(args) -> dict:
@@ -214,6 +221,8 @@ def _add_molecule_args(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from dftjax import properties_cli
+
     parser = argparse.ArgumentParser(prog="dftjax", description="Differentiable electronic structure in JAX.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -236,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     scf.add_argument("--max-cycle", type=int, default=100)
     scf.add_argument("--json", action="store_true")
     scf.set_defaults(func=cmd_scf)
+    properties_cli.add_forces_argument(scf)
 
     bench = sub.add_parser("bench", help="benchmarks against PySCF/libcint in the same process")
     bench.add_argument("suite", choices=["integrals", "functionals", "scf", "vmc"])
@@ -257,9 +267,10 @@ def _command_modules():
     """``register(subparsers)`` of the commands that live with their packages (imported lazily)."""
     from dftjax.ofdft.cli import register as ofdft
     from dftjax.oned.cli import register as train
+    from dftjax.properties_cli import register as opt
     from qmc.cli import register as vmc
 
-    return [train, ofdft, vmc]
+    return [opt, train, ofdft, vmc]
 
 
 def _enable_compilation_cache() -> None:
