@@ -21,8 +21,9 @@ import numpy as np
 
 from dftjax.oned import ks
 
-DEFAULT_ROOT = os.environ.get("DFTJAX_KSR1D_DATA", os.path.join(
-    os.path.dirname(__file__), "..", "..", "..", "shared", "data", "ksr1d"))
+# The ions and the H2, H4, H2-H2, H2+ and H3 curves ship with the package (ksr1d_data/, Apache-2.0,
+# see its LICENSE and README); DFTJAX_KSR1D_DATA points at a full copy of the data set instead.
+DEFAULT_ROOT = os.environ.get("DFTJAX_KSR1D_DATA", os.path.join(os.path.dirname(__file__), "ksr1d_data"))
 
 # distance x 100 (bohr) of the paper's test geometries (data README)
 TEST_DISTANCES_X100 = {
