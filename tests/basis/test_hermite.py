@@ -6,12 +6,14 @@ Overlap and nuclear-attraction blocks assembled directly from the unrolled recur
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from basis.gto import make_basis
 from basis.integrals._hermite import gaussian_product, hermite_coulomb, hermite_e_1d, hermite_e_3d
 from basis.molecule import make_molecule
 
 
+@pytest.mark.slow
 def test_recursions_give_libcint_overlap_and_nuclear_blocks():
     molecule = make_molecule("O 0 0 0; H 0 0.757 0.587; H 0 -0.757 0.587")
     basis = make_basis(molecule, "cc-pvtz")

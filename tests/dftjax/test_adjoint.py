@@ -49,7 +49,8 @@ def test_eigh_safe_is_finite_for_degenerate_eigenvalues():
     np.testing.assert_allclose(tangent, expected, atol=1e-8)
 
 
-@pytest.mark.parametrize("adjoint", ["implicit", pytest.param("unrolled", marks=pytest.mark.slow)])
+@pytest.mark.slow  # ~55 s of compilation; forces in test_forces.py exercise the implicit path by default
+@pytest.mark.parametrize("adjoint", ["implicit", "unrolled"])
 def test_coordinate_derivatives_match_finite_differences(adjoint):
     scf = make_scf_function(H3, OPTIONS, adjoint=adjoint, n_steps=40)
     apply = jax.jit(lambda c: scf.apply(scf.inputs._replace(coords=c)))

@@ -36,6 +36,7 @@ def test_restricted_water_matches_pyscf_on_the_same_grid(xc):
     assert result.homo_lumo_gap > 0.1
 
 
+@pytest.mark.slow
 def test_unrestricted_radical_matches_pyscf():
     result = run_scf(OH, SCFOptions(xc="pbe", unrestricted=True, pyscf_grids=True))
     energy, mf = pyscf_energy(OH, "pbe", unrestricted=True)
@@ -44,6 +45,7 @@ def test_unrestricted_radical_matches_pyscf():
     assert abs(result.s2 - mf.spin_square()[0]) < 1e-5
 
 
+@pytest.mark.slow
 def test_range_separated_density_fitted_radical_matches_pyscf():
     # long-range K from erf-attenuated 3c/2c integrals with PySCF's eigen-decomposed metric
     result = run_scf(OH, SCFOptions(xc="camb3lyp", unrestricted=True, density_fit=True, pyscf_grids=True))
