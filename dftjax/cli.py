@@ -266,11 +266,20 @@ def build_parser() -> argparse.ArgumentParser:
 def _command_modules():
     """``register(subparsers)`` of the commands that live with their packages (imported lazily)."""
     from dftjax.ofdft.cli import register as ofdft
-    from dftjax.oned.cli import register as train
     from dftjax.properties_cli import register as opt
     from qmc.cli import register as vmc
 
-    return [opt, train, ofdft, vmc]
+    return [opt, _register_train, ofdft, vmc]
+
+
+def _register_train(subparsers) -> None:
+    """``dftjax train <what>``: each trainer adds its own subcommand."""
+    from dftjax.oned.cli import add_ksr1d
+
+    train = subparsers.add_parser("train", help="train functionals")
+    train_subparsers = train.add_subparsers(dest="train_command", required=True)
+    for add in (add_ksr1d,):
+        add(train_subparsers)
 
 
 def _enable_compilation_cache() -> None:
