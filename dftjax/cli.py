@@ -5,10 +5,8 @@ Commands (see ../shared/ARCHITECTURE.md, "Command line"):
 * ``dftjax demo``: basis and integrals of a molecule (water by default) computed by dftjax in pure
   JAX and checked element by element against PySCF/libcint in the same run.
 * ``dftjax scf``: a Kohn-Sham or Hartree-Fock calculation.
-* ``dftjax bench integrals``: integral timings against libcint.
-* ``dftjax bench functionals``: XC energy + potentials per million points against libxc.
-* ``dftjax bench scf``: whole SCF calculations (cold, warm) against PySCF.
-* ``dftjax bench vmc``: local energy (Hessian vs forward Laplacian) and optimisation-step times.
+* ``dftjax bench [SUITES] [--quick]``: every benchmark suite (integrals, functionals, scf, grad,
+  ksr1d, ofdft, vmc) against its peer in the same run; see :mod:`dftjax.bench.runner`.
 * ``dftjax train ksr1d``, ``dftjax ofdft train|solve``, ``dftjax vmc``: registered by their packages.
 
 Every command takes ``--json`` (one JSON object on stdout; a human-readable table otherwise),
@@ -162,49 +160,34 @@ def _print_scf(result: dict) -> None:
 
 
 def cmd_bench(args) -> dict:
-    if args.suite == "integrals":
-        from dftjax.bench import integrals as suite
-        from dftjax.bench.molecules import MOLECULES
+    """Run the chosen suites (all by default) against their peers; see :mod:`dftjax.bench.runner`."""
+    from dftjax.bench import runner
 
-        molecules = args.molecules.split(",")
-        unknown = [m for m in molecules if m not in MOLECULES]
-        if unknown:
-            raise UsageError(f"unknown benchmark molecule {unknown[0]!r}: expected one of {sorted(MOLECULES)}")
-        results = suite.run(molecules=molecules, bases=args.basis_sets.split(","), repeats=args.repeats)
-        return {"suite": "integrals", "results": suite.as_records(results), "table": suite.format_table(results)}
-    if args.suite == "functionals":
-        from dftjax.bench import functionals as suite
+    if args.suite and args.suites and args.suite != args.suites:
+        raise UsageError(f"suite given twice: {args.suite!r} and --suite {args.suites!r}")
+    names = runner.parse_suites(args.suite or args.suites)
 
-        if args.points < 1:
-            raise UsageError(f"--points {args.points} must be positive")
-        results = suite.run(n_points=args.points, repeats=args.repeats)
-        return {"suite": "functionals", "results": suite.as_records(results), "table": suite.format_table(results)}
-    if args.suite == "scf":
-        from dftjax.bench import scf as suite
-        from dftjax.bench.molecules import MOLECULES
+    def split(text):
+        return tuple(x.strip() for x in text.split(",") if x.strip()) if text else None
 
-        molecules = args.molecules.split(",")
-        unknown = [m for m in molecules if m not in MOLECULES]
-        if unknown:
-            raise UsageError(f"unknown benchmark molecule {unknown[0]!r}: expected one of {sorted(MOLECULES)}")
-        functionals = args.xc.split(",")
-        for xc in functionals:
-            _functional_or_usage_error(xc)
-        results = suite.run(molecules=molecules, functionals=functionals, basis=args.basis_sets.split(",")[0])
-        return {"suite": "scf", "results": suite.as_records(results), "table": suite.format_table(results)}
-    if args.suite == "vmc":
-        from dftjax.bench import vmc as suite
-
-        default = "water,benzene,hexane"  # the shared --molecules default belongs to the SCF suites
-        systems = list(suite.SYSTEMS) if args.molecules == default else args.molecules.split(",")
-        unknown = [s for s in systems if s not in suite.SYSTEMS]
-        if unknown:
-            raise UsageError(f"unknown VMC benchmark system {unknown[0]!r}: expected one of {sorted(suite.SYSTEMS)}")
-        if args.walkers < 1:
-            raise UsageError(f"--walkers {args.walkers} must be positive")
-        results = suite.run(systems=systems, walkers=args.walkers, repeats=args.repeats)
-        return {"suite": "vmc", "results": suite.as_records(results), "table": suite.format_table(results)}
-    raise UsageError(f"unknown benchmark suite {args.suite!r}: expected one of ['functionals', 'integrals', 'scf', 'vmc']")
+    for name, value in (("--points", args.points), ("--walkers", args.walkers), ("--repeats", args.repeats)):
+        if value is not None and value < 1:
+            raise UsageError(f"{name} {value} must be positive")
+    for xc in split(args.xc) or ():
+        _functional_or_usage_error(xc)
+    options = runner.BenchOptions(quick=args.quick, molecules=split(args.molecules), basis_sets=split(args.basis_sets),
+                                  xc=split(args.xc), points=args.points, walkers=args.walkers, repeats=args.repeats)
+    runs = runner.run_suites(names, options)
+    result = runner.as_json(runs, args.quick)
+    if args.csv:
+        runner.write_csv(runs, args.csv)
+        _progress(f"CSV written to {args.csv}")
+    if args.plot:
+        for path in runner.plot(runs, args.plot):
+            _progress(f"figure written to {path}")
+    result["table"] = runner.format_summary(runs)
+    result["exit_status"] = 1 if any(r.error for r in runs) else 0
+    return result
 
 
 def _functional_or_usage_error(xc: str):
@@ -247,16 +230,21 @@ def build_parser() -> argparse.ArgumentParser:
     scf.set_defaults(func=cmd_scf)
     properties_cli.add_forces_argument(scf)
 
-    bench = sub.add_parser("bench", help="benchmarks against PySCF/libcint in the same process")
-    bench.add_argument("suite", choices=["integrals", "functionals", "scf", "vmc"])
-    bench.add_argument("--walkers", type=int, default=64, help="vmc suite: walkers per evaluation")
-    bench.add_argument("--molecules", default="water,benzene,hexane")
-    bench.add_argument("--basis-sets", default="def2-svp,def2-tzvp",
-                       help="integrals: comma-separated list; scf: the first one (default def2-svp)")
-    bench.add_argument("--xc", default="pbe,b3lyp", help="scf suite: comma-separated functionals")
-    bench.add_argument("--points", type=int, default=1_000_000, help="grid points for the functionals suite")
-    bench.add_argument("--repeats", type=int, default=3)
-    bench.add_argument("--json", action="store_true")
+    bench = sub.add_parser("bench", help="benchmarks against the peers (PySCF, libxc, DMRG, ...) in the same run",
+                           description="Run benchmark suites; each compares against its peer in the same process.")
+    suites = "integrals, functionals, scf, grad, ksr1d, ofdft, vmc"
+    bench.add_argument("suite", nargs="?", help=f"one suite or a comma-separated list ({suites}); default: all")
+    bench.add_argument("--suite", dest="suites", help="same as the positional argument")
+    bench.add_argument("--quick", action="store_true", help="smallest systems of every suite (minutes on a laptop)")
+    bench.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    bench.add_argument("--csv", metavar="PATH", help="also write every suite's rows to one CSV file")
+    bench.add_argument("--plot", metavar="DIR", help="write one PNG figure per suite into DIR")
+    bench.add_argument("--molecules", help="integrals/scf/grad: benchmark molecules; vmc: systems (comma-separated)")
+    bench.add_argument("--basis-sets", help="integrals: comma-separated list; scf: the first one (default def2-svp)")
+    bench.add_argument("--xc", help="scf/functionals/grad: comma-separated functionals")
+    bench.add_argument("--points", type=int, help="functionals: grid points (default 1e6, quick 1e5)")
+    bench.add_argument("--walkers", type=int, help="vmc: walkers per evaluation (default 64, quick 32)")
+    bench.add_argument("--repeats", type=int, help="warm timings: median of this many calls (default 3, quick 1)")
     bench.set_defaults(func=cmd_bench)
     for register in _command_modules():
         register(sub)
@@ -312,6 +300,7 @@ def main(argv=None) -> int:
     except (UsageError, ValueError) as err:
         print(f"dftjax {args.command}: error: {str(err).splitlines()[0]}", file=sys.stderr)
         return 2
+    status = result.pop("exit_status", 0)
     if args.json:
         result = {k: v for k, v in result.items() if k != "table"}
         print(json.dumps(result))
@@ -321,7 +310,7 @@ def main(argv=None) -> int:
         _print_scf(result)
     else:
         print(result["table"])
-    return 0
+    return status
 
 
 if __name__ == "__main__":

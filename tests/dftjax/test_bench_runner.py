@@ -1,0 +1,110 @@
+"""``dftjax bench``: suite selection, option checks, JSON/CSV/table/figure plumbing.
+
+The suites' own numbers are checked where they are computed (tests of each suite module) and by
+running the benchmark; here a two-row fake suite stands in so the plumbing is tested in milliseconds.
+"""
+
+import csv
+import dataclasses
+import json
+import types
+
+import pytest
+
+from dftjax import cli
+from dftjax.bench import runner
+
+
+@dataclasses.dataclass(frozen=True)
+class _Row:
+    system: str
+    time_s: float
+    peer_s: float
+    error_mha: float
+
+    @property
+    def ratio(self):
+        return self.time_s / self.peer_s
+
+
+def _fake_module(fail=False):
+    def run(*, quick=False, progress=True):
+        if fail:
+            raise RuntimeError("broken suite")
+        return [_Row("a", 1.0, 2.0, -0.3), _Row("b", 3.0, 2.0, 0.1)] if not quick else [_Row("a", 1.0, 2.0, -0.3)]
+
+    return types.SimpleNamespace(
+        run=run,
+        as_records=lambda rows: [dict(dataclasses.asdict(r), ratio=r.ratio) for r in rows],
+        format_table=lambda rows: "\n".join(f"{r.system} {r.ratio:.2f}" for r in rows),
+    )
+
+
+@pytest.fixture
+def fake_suites(monkeypatch):
+    suites = {
+        "good": runner.Suite("good", "peer A", lambda: _fake_module(), runner._quick_only),
+        "bad": runner.Suite("bad", "peer B", lambda: _fake_module(fail=True), runner._quick_only),
+    }
+    monkeypatch.setattr(runner, "SUITES", suites)
+    return suites
+
+
+def test_every_issue_suite_is_registered():
+    assert list(runner.SUITES) == ["integrals", "functionals", "scf", "grad", "ksr1d", "ofdft", "vmc"]
+    assert runner.parse_suites(None) == list(runner.SUITES)
+    assert runner.parse_suites("scf,grad") == ["scf", "grad"]
+    with pytest.raises(ValueError, match="unknown benchmark suite 'scff'"):
+        runner.parse_suites("scf,scff")
+
+
+def test_quick_options_choose_the_small_systems():
+    quick = runner.BenchOptions(quick=True)
+    assert runner.SUITES["scf"].kwargs(quick)["molecules"] == ("water",)
+    assert runner.SUITES["integrals"].kwargs(quick)["bases"] == ("def2-svp",)
+    assert runner.SUITES["vmc"].kwargs(quick)["systems"] == ("He",)
+    assert runner.SUITES["ksr1d"].kwargs(quick) == {"quick": True, "progress": True}
+    full = runner.BenchOptions()
+    assert runner.SUITES["scf"].kwargs(full)["molecules"] == ("water", "benzene", "hexane")
+    with pytest.raises(ValueError, match="unknown benchmark molecule 'wter'"):
+        runner.SUITES["scf"].kwargs(runner.BenchOptions(molecules=("wter",)))
+    with pytest.raises(ValueError, match="unknown VMC benchmark system 'Xe'"):
+        runner.SUITES["vmc"].kwargs(runner.BenchOptions(molecules=("Xe",)))
+
+
+def test_failed_suite_is_reported_and_the_others_still_run(fake_suites, tmp_path):
+    runs = runner.run_suites(["bad", "good"], runner.BenchOptions(progress=False))
+    assert runs[0].error == "RuntimeError: broken suite" and runs[0].records == []
+    assert [r["system"] for r in runs[1].records] == ["a", "b"]
+    summary = runner.format_summary(runs)
+    assert "FAILED" in summary and "ratio largest 1.5" in summary and "error_mha largest -0.3" in summary
+    document = runner.as_json(runs, quick=False)
+    assert json.loads(json.dumps(document))["suites"]["good"]["results"][1]["ratio"] == 1.5
+    runner.write_csv(runs, tmp_path / "bench.csv")
+    rows = list(csv.DictReader(open(tmp_path / "bench.csv")))
+    assert [(r["suite"], r["system"], float(r["ratio"])) for r in rows] == [("good", "a", 0.5), ("good", "b", 1.5)]
+    paths = runner.plot(runs, str(tmp_path / "figures"))
+    assert [p.rsplit("/", 1)[1] for p in paths] == ["bench_good.png"]
+    assert (tmp_path / "figures" / "bench_good.png").stat().st_size > 1000
+
+
+def test_cli_quick_json_and_exit_status(fake_suites, capsys):
+    assert cli.main(["bench", "good", "--quick", "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["quick"] is True and len(document["suites"]["good"]["results"]) == 1
+    assert cli.main(["bench", "--suite", "good,bad"]) == 1  # a failed suite: non-zero exit, table still printed
+    assert "good" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["bench", "nope"], "unknown benchmark suite 'nope'"),
+        (["bench", "scf", "--suite", "vmc"], "suite given twice"),
+        (["bench", "functionals", "--points", "0"], "--points 0 must be positive"),
+        (["bench", "scf", "--xc", "pbx"], "unknown functional 'pbx'"),
+    ],
+)
+def test_bad_input_is_one_line_before_any_work(argv, message, capsys):
+    assert cli.main(argv) == 2
+    assert message in capsys.readouterr().err
