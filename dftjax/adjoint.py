@@ -27,7 +27,10 @@ through the SCF is an explicit choice:
 
 Everything geometry-dependent is rebuilt from ``coords`` inside the function (:func:`system_at`):
 overlap, core Hamiltonian, ERIs or density-fitting factors, the grid points and Becke weights
-(so forces include the grid-weight response) and the AO values on the grid. An external uniform
+(so forces include the grid-weight response) and the AO values on the grid. ``grid_response=False``
+freezes the grid in space instead (derivatives of its points and weights are dropped): the
+convention of PySCF's gradients with ``grid_response = False`` and of its RKS Hessian, which omits
+the grid-weight terms. An external uniform
 electric field ``F`` adds ``F . r`` to the one-electron Hamiltonian and ``-F . sum_A Z_A R_A`` to
 the nuclear energy, so that the dipole is ``mu = -dE/dF`` and the polarizability
 ``alpha = -d2E/dF2``.
@@ -64,7 +67,7 @@ from dftjax.system import KSSystem, SCFOptions, check_options
 from functionals import Functional
 
 __all__ = [
-    "ADJOINTS", "SCFInputs", "SCFOutput", "DifferentiableSCF", "make_scf_function", "system_at",
+    "ADJOINTS", "HybridParams", "SCFInputs", "SCFOutput", "DifferentiableSCF", "make_scf_function", "system_at",
     "eigh_safe", "renormalised_coefficients", "total_energy",
 ]
 
@@ -154,6 +157,7 @@ class _Static:
     unrestricted: bool
     options: SCFOptions
     response_tol: float = 1e-10
+    grid_response: bool = True
     response_restart: int = 40
     response_maxiter: int = 10
 
@@ -191,7 +195,8 @@ def system_at(static: _Static, coords, field, exponents) -> KSSystem:
     As :func:`dftjax.system.build_system`, differentiable in ``coords`` (integrals, grid points
     and Becke weights, AO values), the field (3,) and the orbital exponents. The orthogonaliser is
     ``X = L^-T`` with ``S = L L^T`` (smooth in the geometry, unlike a canonical one built from
-    eigenvectors of S); no linear dependencies are removed.
+    eigenvectors of S); no linear dependencies are removed. With ``static.grid_response`` False the
+    grid points and weights are those of ``coords`` but carry no derivative (a space-fixed grid).
     """
     functional = static.functional
     basis = _with_exponents(static.basis, exponents)
@@ -217,7 +222,8 @@ def system_at(static: _Static, coords, field, exponents) -> KSSystem:
         ao = jnp.zeros((4, 0, basis.nao))
         weights = jnp.zeros((0,))
     else:
-        points, weights = grid_points_weights(static.grid_spec, coords)
+        grid_coords = coords if static.grid_response else jax.lax.stop_gradient(coords)
+        points, weights = grid_points_weights(static.grid_spec, grid_coords)
         ao = ao_values(basis, coords, points, deriv=1)
     return KSSystem(overlap=s, h_core=h, orthogonalizer=x, e_nuc=e_nuc, eri=eri, df_factor=df,
                     eri_lr=eri_lr, df_factor_lr=df_lr, ao=ao, weights=weights, dipole_ints=dipole_ints)
@@ -241,14 +247,55 @@ def _df_factor(basis: Basis, aux: Basis, coords, omega: float):
 # The SCF map and its drivers
 
 
+class HybridParams(NamedTuple):
+    """Functional parameters with a differentiable fraction of exact exchange (a pytree).
+
+    Pass as ``SCFInputs.params`` (e.g. ``parameter_gradient(..., params=HybridParams(f.params,
+    jnp.asarray(f.exact_exchange)))``) to differentiate with respect to the exact-exchange
+    coefficient ``a0`` of a global hybrid: ``E = E_KS[functional] - (a0 - a0_f) E_x^HF`` with
+    ``E_x^HF = 1/2 sum_s tr(K[D_s] D_s)`` and ``a0_f`` the functional's own fraction, so the energy
+    and Fock matrix (``F_s -= (a0 - a0_f) K[D_s]``) are exactly those of the functional with ``a0``
+    (Becke, J. Chem. Phys. 98, 5648 (1993): B3LYP's ``a0 = 0.20``). Range-separated parts keep
+    their fixed coefficients.
+
+    Attributes:
+      xc: the semilocal functional's parameters (``Functional.params``).
+      exact_exchange: () fraction of full-range Hartree-Fock exchange.
+    """
+
+    xc: Any
+    exact_exchange: jax.Array
+
+
+def _split_params(functional: Functional, params):
+    """(semilocal params, exact-exchange shift a0 - a0_f or None)."""
+    if isinstance(params, HybridParams):
+        return params.xc, params.exact_exchange - exchange_coefficients(functional)[0]
+    return params, None
+
+
+def _fock_and_energy(functional: Functional, params, system: KSSystem, dm):
+    """:func:`dftjax.fock.fock_and_energy` with :class:`HybridParams` honoured."""
+    params, shift = _split_params(functional, params)
+    fock, parts = fock_and_energy(functional, params, system, dm)
+    if shift is None:
+        return fock, parts
+    k = _exchange(system.eri, system.df_factor, dm)
+    return fock - shift * k, parts._replace(exchange=parts.exchange - 0.5 * shift * jnp.sum(k * dm))
+
+
 def total_energy(functional: Functional, params, system: KSSystem, dm) -> jax.Array:
     """Kohn-Sham total energy (Ha) of spin density matrices dm (2, nao, nao), without the Fock build.
 
     Equal to ``fock_and_energy(...)[1].total``; cheaper (no XC potential), and what is differentiated.
+    ``params`` may be :class:`HybridParams` (a differentiable exact-exchange fraction).
     """
+    params, shift = _split_params(functional, params)
     hybrid, long_range = exchange_coefficients(functional)
+    if shift is not None:
+        hybrid = hybrid + shift
     total = dm[0] + dm[1]
-    j, k = coulomb_exchange(system, dm, with_exchange=hybrid != 0.0)
+    j, k = coulomb_exchange(system, dm, with_exchange=shift is not None or hybrid != 0.0)
     k = hybrid * k
     if long_range:
         k = k + long_range * _exchange(system.eri_lr, system.df_factor_lr, dm)
@@ -277,7 +324,7 @@ def _aufbau(static: _Static, coeffs):
 
 def _scf_map(static: _Static, params, system: KSSystem, dm):
     """Phi(D): the aufbau density of the Fock matrix of ``dm`` (the SCF fixed-point map)."""
-    fock, _ = fock_and_energy(static.functional, params, system, dm)
+    fock, _ = _fock_and_energy(static.functional, params, system, dm)
     return _aufbau(static, _orbitals(static, system, fock)[1])
 
 
@@ -288,7 +335,7 @@ def _commutator(system: KSSystem, fock, dm):
 
 
 def _initial_state(static, mixer, params, system, dm0) -> SCFState:
-    fock, parts = fock_and_energy(static.functional, params, system, dm0)
+    fock, parts = _fock_and_energy(static.functional, params, system, dm0)
     gradient_norm = jnp.linalg.norm(_commutator(system, fock, dm0))
     return SCFState(dm0, fock, parts.total, jnp.asarray(jnp.inf), gradient_norm, mixer.init(fock),
                     jnp.zeros((), jnp.int32))
@@ -298,7 +345,7 @@ def _step(static: _Static, mixer, params, system: KSSystem, state: SCFState) -> 
     """One CDIIS-extrapolated Roothaan step (as :func:`dftjax.scf._step`, with eigh_safe)."""
     fock_mixed, mixer_state = mixer.update(state.mixer, state.fock, _commutator(system, state.fock, state.dm))
     dm = _aufbau(static, _orbitals(static, system, fock_mixed)[1])
-    fock, parts = fock_and_energy(static.functional, params, system, dm)
+    fock, parts = _fock_and_energy(static.functional, params, system, dm)
     gradient_norm = jnp.linalg.norm(_commutator(system, fock, dm))
     return SCFState(dm, fock, parts.total, parts.total - state.energy, gradient_norm, mixer_state, state.iteration + 1)
 
@@ -306,7 +353,7 @@ def _step(static: _Static, mixer, params, system: KSSystem, state: SCFState) -> 
 def _damped_step(static: _Static, beta: float, params, system: KSSystem, state: SCFState) -> SCFState:
     """One linearly mixed step, ``D <- (1 - beta) Phi(D) + beta D`` (the KSR trainers' choice)."""
     dm = (1.0 - beta) * _aufbau(static, _orbitals(static, system, state.fock)[1]) + beta * state.dm
-    fock, parts = fock_and_energy(static.functional, params, system, dm)
+    fock, parts = _fock_and_energy(static.functional, params, system, dm)
     gradient_norm = jnp.linalg.norm(_commutator(system, fock, dm))
     return SCFState(dm, fock, parts.total, parts.total - state.energy, gradient_norm, state.mixer, state.iteration + 1)
 
@@ -382,7 +429,7 @@ def converged_energy(static: _Static, params, system: KSSystem, dm):
 def _converged_energy_jvp(static, primals, tangents):
     params, system, dm = primals
     d_params, d_system, _ = tangents
-    fock, _ = fock_and_energy(static.functional, params, system, dm)
+    fock, _ = _fock_and_energy(static.functional, params, system, dm)
     _, coeffs = _orbitals(static, system, fock)
     occupied = [c[:, :n] for c, n in zip(coeffs, static.nelec)]
 
@@ -423,7 +470,8 @@ class DifferentiableSCF(NamedTuple):
 
 def make_scf_function(molecule: Molecule, options: SCFOptions | None = None, *, adjoint: str = "implicit",
                       n_steps: int | None = None, functional: Functional | None = None,
-                      dm0=None, response_tol: float = 1e-10, mixing: str | float = 0.3) -> DifferentiableSCF:
+                      dm0=None, response_tol: float = 1e-10, mixing: str | float = 0.3,
+                      grid_response: bool = True) -> DifferentiableSCF:
     """A differentiable SCF of ``molecule``: energy, densities, orbitals and dipole of (coords, field,
     functional params, basis exponents).
 
@@ -445,6 +493,10 @@ def make_scf_function(molecule: Molecule, options: SCFOptions | None = None, *, 
         its coefficients amplifies rounding (water/STO-3G/LDA: dD/dR off central differences by 1e-4
         after 10 CDIIS steps, by 5e-10 after 40 linearly mixed steps); linear mixing stays well
         conditioned for as many steps as it takes.
+      grid_response: differentiate the grid points and Becke weights with the atoms (default: the
+        exact derivative of the energy on a grid that moves with the atoms, as PySCF's gradients
+        with ``grid_response = True``); False keeps the grid fixed in space (PySCF's RKS Hessian,
+        and its gradients by default). The energy itself is the same.
 
     Returns:
       A :class:`DifferentiableSCF`; its functions are pure and can be jitted.
@@ -469,6 +521,7 @@ def make_scf_function(molecule: Molecule, options: SCFOptions | None = None, *, 
         grid_spec=make_grid_spec(molecule.atomic_numbers, options.grid_level),
         atomic_numbers=np.asarray(molecule.atomic_numbers), nelec=tuple(molecule.nelec),
         unrestricted=options.unrestricted, options=options, response_tol=response_tol,
+        grid_response=bool(grid_response),
     )
     inputs = SCFInputs(coords=jnp.asarray(molecule.coords, dtype=jnp.float64), field=jnp.zeros(3),
                        params=functional.params, exponents=jnp.asarray(basis.exponents))
@@ -482,7 +535,7 @@ def make_scf_function(molecule: Molecule, options: SCFOptions | None = None, *, 
     nuclear_charges = jnp.asarray(molecule.atomic_numbers, dtype=jnp.float64)
 
     def outputs(inp: SCFInputs, system: KSSystem, dm, energy) -> SCFOutput:
-        fock, _ = fock_and_energy(functional, inp.params, system, dm)
+        fock, _ = _fock_and_energy(functional, inp.params, system, dm)
         mo_energy, mo_coeff = _orbitals(static, system, fock)
         dipole = -jnp.einsum("xij,ji->x", system.dipole_ints, dm[0] + dm[1]) + nuclear_charges @ inp.coords
         return SCFOutput(energy=energy, dm=dm, mo_energy=mo_energy, mo_coeff=mo_coeff, dipole=dipole)

@@ -255,18 +255,20 @@ def _command_modules():
     """``register(subparsers)`` of the commands that live with their packages (imported lazily)."""
     from dftjax.ofdft.cli import register as ofdft
     from dftjax.properties_cli import register as opt
+    from dftjax.xc3d.cli import register as xc3d_data
     from qmc.cli import register as vmc
 
-    return [opt, _register_train, ofdft, vmc]
+    return [opt, _register_train, ofdft, vmc, xc3d_data]
 
 
 def _register_train(subparsers) -> None:
     """``dftjax train <what>``: each trainer adds its own subcommand."""
     from dftjax.oned.cli import add_ksr1d
+    from dftjax.xc3d.cli import add_xc3d
 
     train = subparsers.add_parser("train", help="train functionals")
     train_subparsers = train.add_subparsers(dest="train_command", required=True)
-    for add in (add_ksr1d,):
+    for add in (add_ksr1d, add_xc3d):
         add(train_subparsers)
 
 

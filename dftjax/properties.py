@@ -10,7 +10,9 @@ Every property is a derivative of the differentiable SCF of :mod:`dftjax.adjoint
   (finite-field definitions; the field adds ``F . r`` to h and ``-F . sum Z R`` to E_nn);
 * Hessian ``d2E/dR dR`` by ``jax.jacfwd`` of the gradient (coupled-perturbed KS through the
   implicit adjoint), and harmonic frequencies from it with PySCF's ``thermo.harmonic_analysis``;
-* gradients of the energy with respect to functional parameters or basis-set exponents.
+* gradients of the energy with respect to functional parameters or basis-set exponents; the
+  mixing coefficients of a hybrid (B3LYP's 0.20 HF, 0.08 Slater, 0.72 B88, 0.19 VWN, 0.81 LYP) become
+  parameters with :func:`with_mixing_coefficients` and :class:`~dftjax.adjoint.HybridParams`.
 
 >>> from basis.molecule import make_molecule
 >>> from dftjax.system import SCFOptions
@@ -27,12 +29,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from basis.molecule import Molecule
-from dftjax.adjoint import DifferentiableSCF, make_scf_function
+from dftjax.adjoint import DifferentiableSCF, HybridParams, make_scf_function
 from dftjax.system import SCFOptions
+from functionals import Functional
 
 __all__ = [
     "force_function", "forces", "dipole_moment", "polarizability", "hessian", "harmonic_frequencies",
-    "parameter_gradient", "exponent_gradient",
+    "parameter_gradient", "exponent_gradient", "with_mixing_coefficients", "HybridParams",
 ]
 
 
@@ -41,17 +44,18 @@ def _scf(molecule: Molecule, options: SCFOptions | None, adjoint: str, n_steps: 
 
 
 def force_function(molecule: Molecule, options: SCFOptions | None = None, *, adjoint: str = "implicit",
-                   n_steps: int | None = None, params=None) -> tuple[Callable, jax.Array]:
+                   n_steps: int | None = None, params=None, grid_response: bool = True) -> tuple[Callable, jax.Array]:
     """A jitted ``(coords, start) -> (energy, forces, dm)`` for this molecule's atoms and options.
 
     One compilation serves every geometry and starting density (geometry optimisation, scans).
+    ``grid_response=False`` differentiates on a space-fixed grid (PySCF's default gradients).
 
     Returns:
       ``(function, dm0)``: coords (n_atoms, 3) bohr and a starting density (2, nao, nao) in;
       energy () Ha, forces (n_atoms, 3) Ha/bohr and the density (2, nao, nao) out; ``dm0`` is the
       initial guess at ``molecule``'s geometry.
     """
-    scf = _scf(molecule, options, adjoint, n_steps)
+    scf = _scf(molecule, options, adjoint, n_steps, grid_response=grid_response)
     inputs = scf.inputs if params is None else scf.inputs._replace(params=params)
 
     @jax.jit
@@ -64,7 +68,7 @@ def force_function(molecule: Molecule, options: SCFOptions | None = None, *, adj
 
 
 def forces(molecule: Molecule, options: SCFOptions | None = None, *, result=None, adjoint: str = "implicit",
-           n_steps: int | None = None, params=None) -> np.ndarray:
+           n_steps: int | None = None, params=None, grid_response: bool = True) -> np.ndarray:
     """Forces ``-dE/dR`` (n_atoms, 3) in Ha/bohr, atoms in input order.
 
     Args:
@@ -76,8 +80,11 @@ def forces(molecule: Molecule, options: SCFOptions | None = None, *, result=None
       adjoint: ``"implicit"`` (converged SCF, variational energy derivative) or ``"unrolled"``
         (``n_steps`` iterations).
       params: functional parameters (default: the functional's own).
+      grid_response: include the grid-weight response (default; PySCF ``grid_response = True``)
+        or differentiate on a grid fixed in space (PySCF's default).
     """
-    energy_forces, dm0 = force_function(molecule, options, adjoint=adjoint, n_steps=n_steps, params=params)
+    energy_forces, dm0 = force_function(molecule, options, adjoint=adjoint, n_steps=n_steps, params=params,
+                                        grid_response=grid_response)
     start = dm0 if result is None else jnp.asarray(result.dm)
     _, f, _ = energy_forces(jnp.asarray(molecule.coords), start)
     return np.asarray(f)
@@ -105,13 +112,20 @@ def polarizability(molecule: Molecule, options: SCFOptions | None = None, *, adj
 
 
 def hessian(molecule: Molecule, options: SCFOptions | None = None, *, adjoint: str = "implicit",
-            n_steps: int | None = None) -> np.ndarray:
+            n_steps: int | None = None, grid_response: bool = True) -> np.ndarray:
     """Nuclear Hessian ``d2E / dR_Ai dR_Bj`` (n_atoms, 3, n_atoms, 3) in Ha/bohr^2.
 
     ``jax.jacfwd`` of ``jax.grad`` of the energy: with the implicit adjoint, each forward direction
     solves one coupled-perturbed KS equation (GMRES) for the orbital response.
+
+    Args:
+      grid_response: True (default) differentiates the grid points and Becke weights twice with
+        the atoms, the exact Hessian of the energy on a moving grid; False keeps the grid fixed in
+        space, the convention of PySCF's RKS ``Hessian()`` (``grid_response = False``, which omits
+        the weight derivatives; Johnson, Gill, Pople, J. Chem. Phys. 98, 5612 (1993) discuss both).
+        The two differ by the grid's quadrature error, which shrinks as ``grid_level`` grows.
     """
-    scf = _scf(molecule, options, adjoint, n_steps)
+    scf = _scf(molecule, options, adjoint, n_steps, grid_response=grid_response)
     energy = lambda c: scf.energy(scf.inputs._replace(coords=c))  # noqa: E731
     h = np.asarray(jax.jit(jax.jacfwd(jax.grad(energy)))(jnp.asarray(molecule.coords)))
     n = 3 * molecule.n_atoms
@@ -125,6 +139,11 @@ def harmonic_frequencies(molecule: Molecule, hessian_matrix: np.ndarray) -> np.n
     isotope masses); imaginary modes come out negative."""
     from pyscf.hessian import thermo
 
+    n = molecule.n_atoms
+    if np.shape(hessian_matrix) != (n, 3, n, 3):
+        raise ValueError(f"hessian_matrix has shape {np.shape(hessian_matrix)}: expected ({n}, 3, {n}, 3)")
+    if not np.all(np.isfinite(hessian_matrix)):
+        raise ValueError("hessian_matrix has non-finite entries")
     mol = molecule.to_pyscf(basis="sto-3g")
     h = np.transpose(np.asarray(hessian_matrix), (0, 2, 1, 3))  # PySCF's (atom, atom, xyz, xyz)
     freq = thermo.harmonic_analysis(mol, h)["freq_wavenumber"]
@@ -170,3 +189,42 @@ def exponent_gradient(molecule: Molecule, options: SCFOptions | None = None, *, 
     scf = _scf(molecule, options, adjoint, n_steps)
     g = np.asarray(jax.jit(jax.grad(lambda a: scf.energy(scf.inputs._replace(exponents=a))))(scf.inputs.exponents))
     return g if shell is None else g[shell]
+
+
+def with_mixing_coefficients(functional: Functional) -> Functional:
+    """The same mixture with its linear coefficients as parameters: ``e = sum_i c_i e_i(p_i)``.
+
+    For a functional built by :func:`functionals.functional.linear_combination` (B3LYP, PBE0, ...),
+    returns an equal-valued :class:`~functionals.Functional` whose ``params`` are
+    ``{"coefficients": (n_terms,) c_i, "components": (p_i, ...)}``, so that
+    :func:`parameter_gradient` differentiates the mixing coefficients together with the
+    components' own parameters. Combine with :class:`~dftjax.adjoint.HybridParams` for the
+    exact-exchange fraction::
+
+        f = with_mixing_coefficients(get_functional("b3lyp"))
+        params = HybridParams(f.params, jnp.asarray(f.exact_exchange))
+        value, grad = parameter_gradient(molecule, options, functional=f, params=params)
+
+    Raises:
+      ValueError: the functional is not a linear combination of components.
+    """
+    if not functional.components:
+        raise ValueError(f"functional {functional.name!r} is not a mixture: it has no components to weight")
+    components = tuple(f for _, f in functional.components)
+
+    def energy_density(params, features):
+        total = None
+        for i, (f, p) in enumerate(zip(components, params["components"])):
+            term = params["coefficients"][i] * f(features, p)
+            total = term if total is None else total + term
+        return total
+
+    return Functional(
+        name=f"{functional.name} (mixing coefficients as parameters)", kind=functional.kind,
+        energy_density=energy_density,
+        params={"coefficients": jnp.asarray([c for c, _ in functional.components], dtype=jnp.float64),
+                "components": tuple(f.params for f in components)},
+        exact_exchange=functional.exact_exchange, omega=functional.omega, alpha=functional.alpha,
+        beta=functional.beta, needs_laplacian=functional.needs_laplacian,
+        supports_restricted=all(f.supports_restricted for f in components),
+    )

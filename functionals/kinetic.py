@@ -157,3 +157,37 @@ def pbe_kinetic(params, features: Features | RestrictedFeatures) -> Array:
         return THOMAS_FERMI_CONSTANT * safe_pow(n, 5.0 / 3.0) * enhancement
 
     return _spin_scaled(t0, features)
+
+
+def pauli_enhancement_inputs(n: Array, sigma: Array) -> Array:
+    """(2, n) bounded inputs of a learned Pauli enhancement factor of the unpolarised density:
+    ``p / (1 + p)`` with ``p = s^2`` the squared reduced gradient (as in :func:`pbe_kinetic`), and
+    ``n^(1/3) / (1 + n^(1/3))`` (a density scale, bohr^-1 units of k_F / (3 pi^2)^(1/3)). Both lie
+    in [0, 1), so the network never extrapolates in the tails (s -> infinity) or at nuclei."""
+    p = sigma * safe_pow(n, -8.0 / 3.0) / (4.0 * (3.0 * math.pi**2) ** (2.0 / 3.0))
+    cube_root = safe_pow(n, 1.0 / 3.0)
+    return jnp.stack([p / (1.0 + p), cube_root / (1.0 + cube_root)])
+
+
+def pauli_mlp(params, features: Features | RestrictedFeatures) -> Array:
+    """(n,) learned Pauli kinetic energy density ``C_F n^(5/3) G_theta(s, n)`` (hartree/bohr^3), 3D.
+
+    The Pauli kinetic energy ``T_s - T_vW >= 0`` (Levy & Ou-Yang, PRA 38, 625 (1988)) is what an
+    orbital-free functional built on von Weizsaecker must supply; here it is the Thomas-Fermi
+    energy density times a non-negative enhancement ``G = softplus(MLP(x))`` of
+    :func:`pauli_enhancement_inputs` (a semilocal, GGA-level Pauli functional, in the spirit of
+    the learned kinetic functionals of M-OFDFT, Zhang et al., Nat. Comput. Sci. 4, 210 (2024),
+    which are nonlocal). ``params = {"weights": [W_1, ..., W_L], "biases": [b_1, ..., b_L]}``
+    with ``W_1`` (2, h_1), ..., ``W_L`` (h_{L-1}, 1); tanh hidden layers. Spin through
+    :func:`_spin_scaled` like every functional here; 0 where the density is 0.
+    """
+    weights, biases = params["weights"], params["biases"]
+
+    def t0(n, sigma):
+        x = pauli_enhancement_inputs(n, sigma).T                 # (n, 2)
+        for w, b in zip(weights[:-1], biases[:-1]):
+            x = jnp.tanh(x @ w + b[None, :])
+        enhancement = jnp.logaddexp(0.0, (x @ weights[-1] + biases[-1][None, :])[:, 0])   # softplus >= 0
+        return THOMAS_FERMI_CONSTANT * safe_pow(n, 5.0 / 3.0) * enhancement
+
+    return _spin_scaled(t0, features)

@@ -128,6 +128,10 @@ ALIASES: dict[str, str] = {
     "SCAN": "SCAN,SCAN",
 }
 
+#: Shipped pretrained neural functionals (functionals/models; functionals.neural_xc), recognised
+#: by their full name only (not inside linear combinations).
+PRETRAINED_MODELS = ("dftjax:nn-mgga",)
+
 # PySCF spells some names with a dash, which the term splitter would read as a minus sign.
 _NAMES_WITH_DASH = {"CAM-B3LYP": "CAMB3LYP", "SR-HF": "SR_HF", "LR-HF": "LR_HF"}
 
@@ -232,6 +236,10 @@ def get_functional(xc: str) -> Functional:
     """
     if not isinstance(xc, str):
         raise TypeError(f"functional name must be a string; got {type(xc).__name__}")
+    if xc.strip().lower() in PRETRAINED_MODELS:
+        from functionals import neural_xc  # lazy: flax and the weights only when asked for
+
+        return neural_xc.load_pretrained(xc.strip().lower())
     text = re.sub(r"\s+", "", xc.upper())
     for dashed, plain in _NAMES_WITH_DASH.items():
         text = text.replace(dashed, plain)

@@ -139,6 +139,10 @@ def _grad_kwargs(o: BenchOptions) -> dict:
         kwargs["molecules"] = _molecules(o, (), ())
     if o.xc:
         kwargs["xc"] = o.xc[0]
+    if o.basis_sets:
+        kwargs["basis"] = o.basis_sets[0]
+    if o.repeats:
+        kwargs["repeats"] = o.repeats
     return kwargs
 
 

@@ -1,4 +1,4 @@
-"""Orbital-free DFT with learned kinetic-energy functionals (issue 8), 1D box first.
+"""Orbital-free DFT with learned kinetic-energy functionals (issue 8): the 1D box and molecules.
 
 * :mod:`dftjax.ofdft.box`: the hard-wall box grid, derivatives with wall reflections, spinless
   density features, the grid-consistent von Weizsaecker energy, the kinetic preconditioner.
@@ -11,6 +11,11 @@
 * :mod:`dftjax.ofdft.solver`: direct minimisation at fixed N (sqrt parametrisation with optax
   L-BFGS; projected gradient descent on the KRR manifold).
 * :mod:`dftjax.ofdft.benchmark`: the Brockherde et al. (2017) Table I benchmark.
+* :mod:`dftjax.ofdft.molecular`: 3D OF-DFT of atoms and molecules on Becke/Lebedev grids: the
+  density as the square of one Gaussian-basis amplitude per spin, analytic vW and nuclear terms,
+  density-fitted Hartree, grid XC and TF / learned Pauli kinetic terms; dftjax Kohn-Sham next to it.
+* :mod:`dftjax.ofdft.train3d`: the learned Pauli functional trained on dftjax Kohn-Sham kinetic
+  energies and potentials (stationarity of the OF energy at the Kohn-Sham density).
 * :mod:`dftjax.ofdft.cli`: ``dftjax ofdft train|solve``.
 
 The analytic kinetic functionals (Thomas-Fermi, von Weizsaecker, TF + lambda vW, APBEK / PBE-TW)

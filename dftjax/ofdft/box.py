@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from basis.oned import grid_spacing, kinetic_matrix, uniform_grid
+from basis.oned import grid_spacing, integrate, kinetic_matrix, second_derivative_matrix, uniform_grid
 from functionals.features import Features
 
 Array = jnp.ndarray
@@ -24,19 +24,13 @@ GRID_POINTS = 500
 ACCURACY = 8
 
 # Central first-derivative weights for offsets 1, 2, ... (antisymmetric), Fornberg,
-# Math. Comp. 51, 699 (1988).
+# Math. Comp. 51, 699 (1988). (basis.oned has no first-derivative operator; the second-derivative
+# stencils come from basis.oned.second_derivative_matrix.)
 _FIRST_DERIVATIVE = {
     2: (0.0, 1.0 / 2.0),
     4: (0.0, 2.0 / 3.0, -1.0 / 12.0),
     6: (0.0, 3.0 / 4.0, -3.0 / 20.0, 1.0 / 60.0),
     8: (0.0, 4.0 / 5.0, -1.0 / 5.0, 4.0 / 105.0, -1.0 / 280.0),
-}
-# Central second-derivative weights for offsets 0, 1, 2, ... (symmetric), same reference.
-_SECOND_DERIVATIVE = {
-    2: (-2.0, 1.0),
-    4: (-5.0 / 2.0, 4.0 / 3.0, -1.0 / 12.0),
-    6: (-49.0 / 18.0, 3.0 / 2.0, -3.0 / 20.0, 1.0 / 90.0),
-    8: (-205.0 / 72.0, 8.0 / 5.0, -1.0 / 5.0, 8.0 / 315.0, -1.0 / 560.0),
 }
 
 
@@ -62,20 +56,31 @@ def interior_kinetic_matrix(n_points: int = GRID_POINTS, length: float = 1.0,
 @functools.lru_cache(maxsize=16)
 def _even_derivative(n_points: int, order: int, accuracy: int, parity: float = 1.0) -> np.ndarray:
     """(n, n) d^order/dx^order (dx = 1) on the interior points of a function even (parity 1) or
-    odd (parity -1) about the walls."""
-    weights = (_FIRST_DERIVATIVE if order == 1 else _SECOND_DERIVATIVE)[accuracy]
+    odd (parity -1) about the walls, which sit one spacing outside the first and last points.
+
+    Second derivative: :func:`basis.oned.second_derivative_matrix` with ``boundary="zero"`` is the
+    stencil without ghost points, ``"hard_wall"`` adds the odd mirror images; the even reflection
+    adds them with the other sign, ``M_even = M_zero + (M_zero - M_odd)``.
+    """
+    if order == 2:
+        with jax.ensure_compile_time_eval():
+            zero = np.asarray(second_derivative_matrix(n_points, 1.0, accuracy, boundary="zero"))
+            odd = np.asarray(second_derivative_matrix(n_points, 1.0, accuracy, boundary="hard_wall"))
+        return zero if parity == 0.0 else zero + parity * (zero - odd)
+    if order != 1:
+        raise ValueError(f"order must be 1 or 2; got {order!r}")
+    if accuracy not in _FIRST_DERIVATIVE:
+        raise ValueError(f"accuracy must be one of {sorted(_FIRST_DERIVATIVE)}; got {accuracy!r}")
+    weights = _FIRST_DERIVATIVE[accuracy]
     matrix = np.zeros((n_points, n_points))
     for row in range(n_points):
-        for offset, weight in enumerate(weights):
-            # first derivative: antisymmetric stencil; second: symmetric (offset 0 counted once)
-            terms = ((1.0, row + offset), (-1.0, row - offset)) if order == 1 else (
-                ((1.0, row),) if offset == 0 else ((1.0, row + offset), (1.0, row - offset)))
-            for sign, column in terms:
+        for offset, weight in enumerate(weights[1:], start=1):
+            for sign, column in ((1.0, row + offset), (-1.0, row - offset)):
                 if 0 <= column < n_points:
                     matrix[row, column] += sign * weight
                 else:
-                    # the wall sits at index -1 (and n) where the density is 0; beyond it the
-                    # density is the even mirror image, n(x_wall - s) = n(x_wall + s)
+                    # the wall sits at index -1 (and n) where the function is 0; beyond it the
+                    # function is the mirror image (times parity), f(x_wall - s) = +-f(x_wall + s)
                     mirrored = -2 - column if column < 0 else 2 * n_points - column
                     if 0 <= mirrored < n_points:
                         matrix[row, mirrored] += parity * sign * weight
@@ -142,7 +147,7 @@ def spinless_features(density: Array, dx: float, accuracy: int = ACCURACY) -> Fe
 
 def kinetic_energy(energy_density, params, density: Array, dx: float) -> Array:
     """``T[n] = sum_i t(x_i) dx`` (hartree) of a semilocal kinetic functional on a box density (G,)."""
-    return jnp.sum(energy_density(params, spinless_features(density, dx))) * dx
+    return integrate(energy_density(params, spinless_features(density, dx)), dx)
 
 
 @functools.lru_cache(maxsize=8)

@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from basis.oned import integrate
 from dftjax.ofdft import box
 from dftjax.ofdft.krr import local_pca_basis
 
@@ -62,7 +63,7 @@ def density_from_sqrt(phi: Array, n_electrons: float, dx: float) -> Array:
 
 def energy(kinetic: KineticFunctional, potential: Array, density: Array, dx: float) -> Array:
     """() E[n] = T[n] + sum v n dx (hartree)."""
-    return kinetic(density) + jnp.sum(potential * density) * dx
+    return kinetic(density) + integrate(potential * density, dx)
 
 
 def minimize_sqrt(kinetic: KineticFunctional, potential: Array, initial_density: Array,
@@ -93,28 +94,41 @@ def minimize_sqrt(kinetic: KineticFunctional, potential: Array, initial_density:
     def objective(c):
         return energy(kinetic, potential, density_from_sqrt(preconditioner @ c, n_electrons, dx), dx)
 
-    optimizer = optax.lbfgs(memory_size=memory_size)
-    value_and_grad = optax.value_and_grad_from_state(objective)
     phi0 = jnp.sqrt(jnp.maximum(initial_density[1:-1], 1e-12))
     # phi is scale free; normalise so that sum(phi^2) dx = N (keeps the line search well scaled)
     phi0 = phi0 * jnp.sqrt(n_electrons / (jnp.sum(phi0**2) * dx))
-    c0 = inverse @ phi0
+    c, grad_norm, iterations = minimize_lbfgs(objective, inverse @ phi0, max_iterations, tolerance,
+                                              memory_size)
+    density = density_from_sqrt(preconditioner @ c, n_electrons, dx)
+    t = kinetic(density)
+    return OFResult(density, t + jnp.sum(potential * density) * dx, t, iterations, grad_norm)
+
+
+def minimize_lbfgs(objective: Callable[[Array], Array], x0: Array, max_iterations: int = 500,
+                   tolerance: float = 1e-9, memory_size: int = 20) -> tuple[Array, Array, Array]:
+    """Minimise a smooth scalar ``objective(x)`` with optax L-BFGS (zoom line search) in a
+    ``lax.while_loop``; shared by the 1D box and the molecular (3D) OF solvers.
+
+    Returns:
+        (x, gradient norm at the last evaluated step, iterations); stops when the gradient norm
+        is below ``tolerance`` or after ``max_iterations`` steps.
+    """
+    optimizer = optax.lbfgs(memory_size=memory_size)
+    value_and_grad = optax.value_and_grad_from_state(objective)
 
     def step(carry):
-        phi, state, _, iteration = carry
-        value, grad = value_and_grad(phi, state=state)
-        updates, state = optimizer.update(grad, state, phi, value=value, grad=grad, value_fn=objective)
-        return optax.apply_updates(phi, updates), state, jnp.sqrt(jnp.sum(grad**2)), iteration + 1
+        x, state, _, iteration = carry
+        value, grad = value_and_grad(x, state=state)
+        updates, state = optimizer.update(grad, state, x, value=value, grad=grad, value_fn=objective)
+        return optax.apply_updates(x, updates), state, jnp.sqrt(jnp.sum(grad**2)), iteration + 1
 
     def not_converged(carry):
         _, _, grad_norm, iteration = carry
         return (iteration < max_iterations) & (grad_norm > tolerance)
 
-    init = (c0, optimizer.init(c0), jnp.asarray(jnp.inf, c0.dtype), jnp.asarray(0))
-    c, _, grad_norm, iterations = jax.lax.while_loop(not_converged, step, init)
-    density = density_from_sqrt(preconditioner @ c, n_electrons, dx)
-    t = kinetic(density)
-    return OFResult(density, t + jnp.sum(potential * density) * dx, t, iterations, grad_norm)
+    init = (x0, optimizer.init(x0), jnp.asarray(jnp.inf, x0.dtype), jnp.asarray(0))
+    x, _, grad_norm, iterations = jax.lax.while_loop(not_converged, step, init)
+    return x, grad_norm, iterations
 
 
 def default_preconditioner(n_points: int, shift: float = 10.0) -> tuple[Array, Array]:

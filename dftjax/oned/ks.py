@@ -17,7 +17,13 @@ One iteration (:func:`kohn_sham_step`) maps the input spin densities to::
     (T + v_s,sigma) phi_i,sigma = eps_i,sigma phi_i,sigma          (dense eigh on the grid)
     n_sigma_out = sum_i f_i,sigma |phi_i,sigma|^2
     E = T_s + int v_ext n_out + E_H[n_out] + E_xc[n_out],  T_s = sum f eps - sum_sigma int v_s,sigma n_sigma_out
-    n_next = w n_in + (1 - w) n_out,   w = mixing * mixing_decay^k
+    n_next = w n_in + (1 - w) n_out,   w = mixing * mixing_decay^k            (decaying_weight="input")
+    n_next = n_in + a (n_out - n_in),  a = mixing * mixing_decay^k            (decaying_weight="output")
+
+With ``"input"`` the damping fades and the iterations become plain KS iterations; with ``"output"``
+(Li et al. 2021 and their jax_dft code: linear mixing with alpha = 0.5 decaying by 0.9 per iteration)
+the density is increasingly frozen, so a fixed number of iterations always ends on a slowly moving
+density, which is what the KSR trajectory loss rewards.
 
 Loops: :func:`kohn_sham` (``lax.scan`` over a fixed number of iterations, returning the whole
 trajectory of states, as KSR training needs) and :func:`kohn_sham_converged` (``lax.while_loop``
@@ -172,8 +178,12 @@ class KohnShamOptions:
         num_unpaired_electrons: N_up - N_dn (spin-polarised only).
         spin_polarized: separate up/down Hamiltonians (LSDA-type); otherwise spin-restricted with
             doubly occupied orbitals (the last singly occupied for odd N) and n_up = n_dn = n/2.
-        mixing: weight of the input density in the damped update at the first iteration.
-        mixing_decay: the weight is multiplied by this after each iteration.
+        mixing: weight of the input density (``decaying_weight="input"``) or fraction of the output
+            density (``"output"``) in the damped update at the first iteration.
+        mixing_decay: that weight is multiplied by this after each iteration.
+        decaying_weight: ``"input"`` (default; the input density's weight decays, the iterations
+            become undamped) or ``"output"`` (the output density's fraction decays, the density
+            freezes: Li et al., PRL 126, 036401 (2021), used for KSR training).
         stop_gradient_step: iterations before this one are not differentiated (memory for long
             trajectories); -1 differentiates all.
     """
@@ -184,6 +194,7 @@ class KohnShamOptions:
     mixing: float = 0.5
     mixing_decay: float = 0.9
     stop_gradient_step: int = -1
+    decaying_weight: str = "input"
 
     def __post_init__(self):
         if self.num_electrons < 1:
@@ -194,6 +205,12 @@ class KohnShamOptions:
                              f"{self.num_electrons} electrons")
         if not 0.0 <= self.mixing < 1.0:
             raise ValueError(f"mixing must be in [0, 1); got {self.mixing}")
+        if self.decaying_weight not in ("input", "output"):
+            raise ValueError(f"decaying_weight must be 'input' or 'output'; got {self.decaying_weight!r}")
+        if self.decaying_weight == "output" and not 0.0 < self.mixing:
+            raise ValueError("decaying_weight='output' needs mixing > 0 (the output fraction)")
+        if not 0.0 < self.mixing_decay <= 1.0:
+            raise ValueError(f"mixing_decay must be in (0, 1]; got {self.mixing_decay}")
 
     def occupations(self) -> np.ndarray:
         """(2, k) occupation numbers of the lowest k orbitals of each spin channel's Hamiltonian
@@ -324,6 +341,8 @@ def kohn_sham_step(state: KohnShamState, system: System, discretization: Discret
     hartree = 0.5 * total_out @ discretization.interaction @ total_out * dx**2
     xc_energy, _ = xc_energy_and_potential(xc, params, spin_out, dx)
     weight = options.mixing * options.mixing_decay ** state.iteration
+    if options.decaying_weight == "output":
+        weight = 1.0 - weight  # weight of the input density
     mixed = weight * spin_density_in + (1.0 - weight) * spin_out
     return KohnShamState(
         spin_density=mixed, output_density=spin_out,

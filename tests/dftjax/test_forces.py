@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from basis.molecule import make_molecule
-from dftjax.properties import force_function, forces
+from dftjax.properties import force_function
 from dftjax.system import SCFOptions
 
 WATER = make_molecule("O 0 0 0.1173; H 0 0.7572 -0.4692; H 0 -0.7572 -0.4692")
@@ -94,33 +94,57 @@ MOLECULES = {
     "ethylene": "C 0 0 0.67; C 0 0 -0.67; H 0 0.92 1.24; H 0 -0.92 1.24; H 0 0.92 -1.24; H 0 -0.92 -1.24",
     "lithium_hydride": "Li 0 0 0; H 0 0 1.62",
     "hydroxyl": "O 0 0 0; H 0 0 0.99",
+    "methylene": "C 0 0 0.1; H 0 0.99 -0.3; H 0 -0.99 -0.3",
 }
+SPIN = {"hydroxyl": 1, "methylene": 2}
 
+# Point 2 of issue 5: thirteen calculations on eleven molecules, all def2-SVP; LDA, GGA, meta-GGA,
+# global hybrids and HF; RKS and UKS; exact and density-fitted J/K. Measured max |F - F_PySCF|
+# (Ha/bohr) at the input / rotated geometry, and max |F(R x) - R F(x)| (the grid's own rotational
+# variance, PySCF's alike), measured 2026-11-28 (the rows without numbers were not reached on the
+# shared machine that day; water/PBE at level 2 gave 4.7e-10 at the input geometry):
+#   carbon_monoxide HF        7.4e-10 / 1.8e-9, covariance 1.3e-9
+#   lithium_hydride PBE l1    1.1e-9 / 9.5e-10, covariance 3.0e-5
 SWEEP = [
-    ("water", dict(xc="pbe", basis="def2-svp", grid_level=2)),
-    ("water", dict(xc="b3lyp", basis="def2-svp", grid_level=2, density_fit=True)),
-    ("ammonia", dict(xc="lda,vwn", basis="def2-svp", grid_level=1)),
-    ("formaldehyde", dict(xc="pbe0", basis="sto-3g", grid_level=1)),
-    ("hydrogen_fluoride", dict(xc="r2scan", basis="def2-svp", grid_level=2)),
-    ("methane", dict(xc="pbe", basis="def2-svp", grid_level=1, density_fit=True)),
-    ("hydrogen_cyanide", dict(xc="blyp", basis="sto-3g", grid_level=1)),
-    ("carbon_monoxide", dict(xc="hf", basis="def2-svp")),
-    ("ethylene", dict(xc="b3lyp", basis="sto-3g", grid_level=1)),
-    ("lithium_hydride", dict(xc="pbe", basis="def2-svp", grid_level=1)),
-    ("hydroxyl", dict(xc="pbe", basis="def2-svp", grid_level=2, unrestricted=True)),
-    ("hydroxyl", dict(xc="b3lyp", basis="def2-svp", grid_level=1, unrestricted=True, density_fit=True)),
+    ("water", dict(xc="pbe", grid_level=2)),
+    ("water", dict(xc="b3lyp", grid_level=2, density_fit=True)),
+    ("ammonia", dict(xc="lda,vwn", grid_level=1)),
+    ("formaldehyde", dict(xc="pbe0", grid_level=1)),
+    ("hydrogen_fluoride", dict(xc="r2scan", grid_level=2)),
+    ("methane", dict(xc="pbe", grid_level=1, density_fit=True)),
+    ("hydrogen_cyanide", dict(xc="blyp", grid_level=1)),
+    ("carbon_monoxide", dict(xc="hf")),
+    ("ethylene", dict(xc="b3lyp", grid_level=1)),
+    ("lithium_hydride", dict(xc="pbe", grid_level=1)),
+    ("hydroxyl", dict(xc="pbe", grid_level=2, unrestricted=True)),
+    ("hydroxyl", dict(xc="b3lyp", grid_level=1, unrestricted=True, density_fit=True)),
+    ("methylene", dict(xc="r2scan", grid_level=2, unrestricted=True)),
 ]
+ROTATION = (0.3, -0.7, 1.1)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name,settings", SWEEP, ids=[f"{n}-{'-'.join(str(v) for v in s.values())}" for n, s in SWEEP])
 def test_forces_match_pyscf_grid_response(name, settings):
-    spin = 1 if name == "hydroxyl" else 0
-    molecule = make_molecule(MOLECULES[name], spin=spin)
-    options = SCFOptions(**settings, **TIGHT)
-    f = forces(molecule, options)
-    np.testing.assert_allclose(f, pyscf_forces(molecule, options), atol=1e-5)
-    np.testing.assert_allclose(f.sum(axis=0), 0.0, atol=1e-8)
+    molecule = make_molecule(MOLECULES[name], spin=SPIN.get(name, 0))
+    options = SCFOptions(basis="def2-svp", **settings, **TIGHT)
+    energy_forces, dm0 = force_function(molecule, options)
+    rotated, rotation = _rotated(molecule, ROTATION)
+    errors, results = [], []
+    for geometry in (molecule, rotated):  # one compilation serves both geometries
+        _, f, _ = energy_forces(jnp.asarray(geometry.coords), dm0)
+        f = np.asarray(f)
+        errors.append(float(np.abs(f - pyscf_forces(geometry, options)).max()))
+        results.append(f)
+        np.testing.assert_allclose(f.sum(axis=0), 0.0, atol=1e-8)  # translational invariance
+    covariance = float(np.abs(results[1] - results[0] @ rotation.T).max())
+    print(f"\n[forces sweep] {name} {settings}: |F - F_PySCF| {errors[0]:.1e} (rotated {errors[1]:.1e}), "
+          f"|F(Rx) - R F(x)| {covariance:.1e} Ha/bohr")
+    assert max(errors) < 1e-5  # issue bar, at the input and the rotated geometry
+    # Without a grid the energy is exactly rotation invariant; a Lebedev grid has fixed axes, so the
+    # rotated forces differ from the rotated forces by the grid's own error (PySCF's likewise,
+    # which the comparison above checks to 1e-5): bounded here by the grid-level's quadrature error.
+    assert covariance < (1e-8 if settings["xc"] == "hf" else 2e-3)
 
 
 @pytest.mark.slow

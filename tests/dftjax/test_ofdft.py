@@ -225,3 +225,70 @@ def test_krr_benchmark_beats_brockherde_at_m100():
     result = benchmark.krr_solve(model, test.potentials, 20, 4)
     mae, _ = benchmark.errors(result.energy, test.energies)
     assert mae < 0.74
+
+
+def _reflected_stencil_reference(n_points, order, accuracy, parity):
+    # the construction box.py used before it took its second-derivative stencils from basis.oned:
+    # every ghost point beyond a wall is the mirror image (times parity) of an interior point
+    first = {8: (0.0, 4.0 / 5.0, -1.0 / 5.0, 4.0 / 105.0, -1.0 / 280.0), 4: (0.0, 2.0 / 3.0, -1.0 / 12.0)}
+    second = {8: (-205.0 / 72.0, 8.0 / 5.0, -1.0 / 5.0, 8.0 / 315.0, -1.0 / 560.0), 4: (-5.0 / 2.0, 4.0 / 3.0, -1.0 / 12.0)}
+    weights = (first if order == 1 else second)[accuracy]
+    matrix = np.zeros((n_points, n_points))
+    for row in range(n_points):
+        for offset, weight in enumerate(weights):
+            terms = ((1.0, row + offset), (-1.0, row - offset)) if order == 1 else (
+                ((1.0, row),) if offset == 0 else ((1.0, row + offset), (1.0, row - offset)))
+            for sign, column in terms:
+                if 0 <= column < n_points:
+                    matrix[row, column] += sign * weight
+                else:
+                    mirrored = -2 - column if column < 0 else 2 * n_points - column
+                    if 0 <= mirrored < n_points:
+                        matrix[row, mirrored] += parity * sign * weight
+    return matrix
+
+
+@pytest.mark.parametrize("order,accuracy,parity", [(2, 8, 1.0), (2, 4, 1.0), (1, 8, 1.0), (1, 8, -1.0), (1, 4, -1.0)])
+def test_box_stencils_from_basis_oned_are_unchanged(order, accuracy, parity):
+    # box.py builds its even-reflected second derivative from basis.oned.second_derivative_matrix
+    # (M_zero + (M_zero - M_hard_wall)); the numbers are bit-identical to the old local stencils
+    np.testing.assert_array_equal(box._even_derivative(23, order, accuracy, parity),
+                                  _reflected_stencil_reference(23, order, accuracy, parity))
+
+
+def test_box_derivatives_of_a_wall_even_density():
+    # n = 2 sin^2(pi x) = 1 - cos(2 pi x): n' = 2 pi sin(2 pi x), n'' = 4 pi^2 cos(2 pi x)
+    x = np.asarray(box.box_grid())
+    dx = x[1] - x[0]
+    n = jnp.asarray(2 * np.sin(np.pi * x) ** 2)
+    inner = slice(1, -1)
+    # 8th-order stencils on dx = 2e-3 with exact mirror images: errors ~ dx^8 f^(10) ~ 1e-9
+    np.testing.assert_allclose(box.density_gradient(n, dx)[inner], (2 * np.pi * np.sin(2 * np.pi * x))[inner], atol=1e-8)
+    np.testing.assert_allclose(box.density_laplacian(n, dx)[inner], (4 * np.pi**2 * np.cos(2 * np.pi * x))[inner],
+                               atol=1e-6)
+
+
+def test_minimize_lbfgs_on_a_quadratic():
+    a = jnp.asarray(np.diag([1.0, 10.0, 100.0]))
+    b = jnp.asarray([1.0, -2.0, 3.0])
+    x, grad_norm, iterations = jax.jit(lambda x0: solver.minimize_lbfgs(
+        lambda x: 0.5 * x @ a @ x - b @ x, x0, 100, 1e-10))(jnp.zeros(3))
+    np.testing.assert_allclose(x, [1.0, -0.2, 0.03], atol=1e-9)   # A x = b; stops at |g| < 1e-10
+    assert float(grad_norm) <= 1e-10 and int(iterations) < 100
+
+
+def test_bench_chain_row_and_records():
+    import json
+
+    from dftjax.bench import ofdft as bench
+
+    rows = bench._chain_rows((2,), 16, 1, progress=False)
+    (row,) = rows
+    assert row.kind == "chain" and row.n_electrons == 2 and row.grid_points == 33
+    # TF + vW is not exact for two fermions: a finite, nonzero error against the exact eigh energy
+    assert np.isfinite(row.energy_mae_kcal) and row.energy_mae_kcal > 1.0
+    assert row.density_error < 2.0          # integral |n_OF - n_exact| of two electrons
+    records = bench.as_records(rows)
+    json.dumps(records)
+    assert records[0]["time_ratio_of_over_reference"] == row.of_s / row.reference_s
+    assert "chain" in bench.format_table(rows)

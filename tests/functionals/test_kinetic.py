@@ -101,3 +101,43 @@ def test_potential_matches_finite_differences():
     # truncation O(1e-10) relative, roundoff 1e-16 / 1e-5 = 1e-11
     np.testing.assert_allclose(g_rho, fd_rho, rtol=1e-8)
     np.testing.assert_allclose(g_sigma, fd_sigma, rtol=1e-8)
+
+
+def _pauli_params(seed=0):
+    rng = np.random.default_rng(seed)
+    return {"weights": [jnp.asarray(rng.normal(size=(2, 6))), jnp.asarray(rng.normal(size=(6, 1)))],
+            "biases": [jnp.asarray(rng.normal(size=6)), jnp.asarray([0.3])]}
+
+
+def test_learned_pauli_is_nonnegative_spin_scaled_and_safe_at_zero_density():
+    params = _pauli_params()
+    closed = kinetic.pauli_mlp(params, closed_shell_features(jnp.asarray(RHO), jnp.asarray(SIGMA)))
+    halves = kinetic.pauli_mlp(params, restricted_features(jnp.asarray(RHO), jnp.asarray(SIGMA)))
+    np.testing.assert_allclose(closed, halves, rtol=1e-12)          # spin scaling, closed shell
+    assert np.all(np.asarray(closed) > 0.0)                         # C_F n^(5/3) softplus(...) > 0
+    # bounded by the Thomas-Fermi density times the largest softplus output the net can give
+    tf = kinetic.thomas_fermi(None, closed_shell_features(jnp.asarray(RHO), jnp.asarray(SIGMA)))
+    assert np.all(np.asarray(closed) < tf * (np.abs(np.asarray(params["weights"][1])).sum() + 0.3 + 1.0))
+    rho = jnp.array([[0.0, 1e-30, 0.3], [0.0, 0.0, 0.2]])
+    sigma = jnp.array([[0.0, 1e-40, 0.1], [0.0, 0.0, 0.0], [0.0, 0.0, 0.05]])
+
+    def energy(rho, sigma, params):
+        return jnp.sum(kinetic.pauli_mlp(params, unrestricted_features(rho, sigma)))
+
+    grads = jax.grad(energy, argnums=(0, 1, 2))(rho, sigma, params)
+    assert all(np.all(np.isfinite(g)) for g in jax.tree_util.tree_leaves(grads))
+    assert float(kinetic.pauli_mlp(params, unrestricted_features(jnp.zeros((2, 1)), jnp.zeros((3, 1))))[0]) == 0.0
+
+
+def test_learned_pauli_potential_matches_finite_differences():
+    params = _pauli_params(1)
+    rho, sigma = jnp.asarray(RHO), jnp.asarray(SIGMA)
+
+    def density(r, s):
+        return kinetic.pauli_mlp(params, closed_shell_features(r, s))
+
+    g_rho, g_sigma = jax.grad(lambda r, s: jnp.sum(density(r, s)), argnums=(0, 1))(rho, sigma)
+    h = 1e-6 * rho
+    np.testing.assert_allclose(g_rho, (density(rho + h, sigma) - density(rho - h, sigma)) / (2 * h), rtol=1e-6)
+    hs = 1e-6 * sigma
+    np.testing.assert_allclose(g_sigma, (density(rho, sigma + hs) - density(rho, sigma - hs)) / (2 * hs), rtol=1e-6)

@@ -53,3 +53,17 @@ def test_global_convolution_is_translation_covariant():
     right = xc(params, jnp.stack([jnp.asarray(np.roll(bump, 5)), 0 * X]))
     # a shift by 10 points moves the output by 10 points (away from the edges)
     assert np.allclose(np.asarray(left)[20:50], np.asarray(right)[30:60], atol=1e-6)
+
+
+@pytest.mark.parametrize("n", [7, 81, 300])
+def test_exponential_convolution_matches_dense_kernel(n):
+    from functionals.ksr import exponential_convolution
+
+    rng = np.random.default_rng(n)
+    density = jnp.asarray(rng.random(n))
+    lengths = jnp.asarray([0.1, 0.7, 2.385345])
+    x = np.arange(n) * DX
+    dense = np.exp(-np.abs(x[:, None, None] - x[None, :, None]) / np.asarray(lengths)) * DX
+    expected = np.einsum("ijk,j->ik", dense, np.asarray(density))
+    # FFT round-off only: float64, sums of at most 300 positive terms of size <= 1
+    np.testing.assert_allclose(exponential_convolution(density, lengths, DX), expected, rtol=1e-12, atol=1e-14)

@@ -1,0 +1,192 @@
+"""Held-out evaluation of XC functionals against the same-basis CCSD(T)/CCSD reference.
+
+For every functional (the neural one and LDA, PBE, B3LYP, r2SCAN, all run by dftjax's
+:func:`~dftjax.scf.run_scf`) and every held-out molecule and the atoms it needs:
+
+* the atomization energy ``A = sum_atoms E_a - E_mol`` (no zero-point energy) and its error
+  against CCSD(T) in the same basis, summarised as the mean absolute error (kcal/mol);
+* the density error ``int |rho_DFT - rho_CCSD| dr`` (electrons) of the total density, evaluated
+  from the AO density matrices on PySCF's grid (level 3), and its mean over molecules (free
+  open-shell p atoms and the degenerate pi radicals CH, OH, NO are left out, see
+  :data:`~dftjax.xc3d.data.ORIENTATION_DEGENERATE`);
+* whether the SCF converged (open-shell systems run unrestricted).
+
+Results are cached per (functional, system) in a JSON file written atomically after each SCF, so
+an interrupted evaluation resumes where it stopped.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import warnings
+from typing import Callable, Iterable
+
+import numpy as np
+
+from dftjax.xc3d.data import ORIENTATION_DEGENERATE, Reference, atom_key
+
+KCAL_PER_HARTREE = 627.509474
+BASELINES = ("lda,vwn", "pbe", "b3lyp", "r2scan")
+DENSITY_ERROR_GRID_LEVEL = 3
+
+
+def _progress(message: str) -> None:
+    print(f"[xc3d eval] {message}", file=sys.stderr, flush=True)
+
+
+def density_error(reference: Reference, dm: np.ndarray, basis: str,
+                  level: int = DENSITY_ERROR_GRID_LEVEL) -> float:
+    """``int |rho - rho_ref| dr`` (electrons) of total densities from (2, nao, nao) AO matrices."""
+    from pyscf import dft, gto
+
+    mol = gto.M(atom=reference.atom, basis=basis, spin=reference.spin, charge=reference.charge, verbose=0)
+    grids = dft.gen_grid.Grids(mol)
+    grids.level = level
+    grids.build()
+    delta = (dm[0] + dm[1]) - (reference.dm[0] + reference.dm[1])
+    total = 0.0
+    for start in range(0, len(grids.weights), 8192):
+        ao = dft.numint.eval_ao(mol, grids.coords[start:start + 8192])
+        rho = np.einsum("gi,ij,gj->g", ao, delta, ao)
+        total += float(np.sum(grids.weights[start:start + 8192] * np.abs(rho)))
+    return total
+
+
+def _write_json(path: str, payload: dict) -> None:
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "w") as handle:
+        json.dump(payload, handle, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def run_functional(xc: str, references: dict[str, Reference], basis: str, *, grid_level: int = 1,
+                   params=None, cache_path: str | None = None, label: str | None = None,
+                   progress: Callable[[str], None] = _progress) -> dict:
+    """SCF energies, convergence and density errors of ``xc`` for every reference system.
+
+    Args:
+        xc: functional name for :func:`dftjax.scf.run_scf` (``"dftjax:nn-mgga"`` too).
+        references: name -> :class:`Reference`.
+        params: functional parameters (e.g. a trained model's) instead of the registered ones.
+        cache_path: JSON file of finished results (read, extended, written atomically).
+        label: the key of this functional in the cache (default ``xc``).
+    Returns:
+        name -> {"energy", "converged", "iterations", "attempts", "density_error", "wall_time_s"}.
+    """
+    from dftjax.scf import SCFOptions, run_scf
+
+    label = label or xc
+    cache = {}
+    if cache_path and os.path.exists(cache_path):
+        with open(cache_path) as handle:
+            cache = json.load(handle)
+    if cache.get("_basis", basis) != basis or cache.get("_grid_level", grid_level) != grid_level:
+        raise ValueError(f"{cache_path} holds results for another basis or grid level")
+    cache.update({"_basis": basis, "_grid_level": grid_level})
+    results = cache.setdefault(label, {})
+    for name, reference in references.items():
+        if name in results:
+            continue
+        options = SCFOptions(xc=xc, basis=basis, unrestricted=reference.spin != 0, grid_level=grid_level,
+                             max_cycle=100, conv_tol=1e-9)
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = run_scf(reference.molecule(), options, params=params)
+        results[name] = {
+            "energy": result.energy, "converged": bool(result.converged), "iterations": result.iterations,
+            "attempts": list(result.attempts), "s2": result.s2,
+            "density_error": density_error(reference, result.dm, basis),
+            "wall_time_s": round(time.perf_counter() - start, 2),
+        }
+        progress(f"{label} {name}: E = {result.energy:.8f} (ref {reference.energy:.8f}), converged="
+                 f"{result.converged}, int|drho| = {results[name]['density_error']:.4f}")
+        if cache_path:
+            _write_json(cache_path, cache)
+    return {name: results[name] for name in references}
+
+
+def summarise(results: dict, references: dict[str, Reference], molecules: Iterable[str]) -> dict:
+    """Atomization-energy errors (kcal/mol) and density errors over ``molecules`` of one functional."""
+    rows = []
+    for name in molecules:
+        ref = references[name]
+        energy = results[name]["energy"]
+        atoms = sum(c * results[atom_key(s)]["energy"] for s, c in ref.elements.items())
+        ref_atoms = sum(c * references[atom_key(s)].energy for s, c in ref.elements.items())
+        ae = (atoms - energy) * KCAL_PER_HARTREE
+        ae_ref = (ref_atoms - ref.energy) * KCAL_PER_HARTREE
+        rows.append({"molecule": name, "atomization_kcal": ae, "reference_kcal": ae_ref,
+                     "error_kcal": ae - ae_ref, "total_energy_error_mha": (energy - ref.energy) * 1e3,
+                     "density_error": results[name]["density_error"],
+                     "converged": results[name]["converged"]})
+    errors = np.array([r["error_kcal"] for r in rows])
+    density_rows = [r for r in rows if r["molecule"] not in ORIENTATION_DEGENERATE]
+    systems = set(molecules) | {atom_key(s) for m in molecules for s in references[m].elements}
+    return {
+        "atomization_mae_kcal": float(np.mean(np.abs(errors))) if len(rows) else float("nan"),
+        "atomization_max_kcal": float(np.max(np.abs(errors))) if len(rows) else float("nan"),
+        "density_error_mean": (float(np.mean([r["density_error"] for r in density_rows])) if density_rows
+                               else float("nan")),
+        "density_error_molecules": [r["molecule"] for r in density_rows],
+        "total_energy_mae_mha": float(np.mean([abs(r["total_energy_error_mha"]) for r in rows])) if rows else float("nan"),
+        "all_converged": all(results[n]["converged"] for n in systems),
+        "not_converged": sorted(n for n in systems if not results[n]["converged"]),
+        "molecules": rows,
+    }
+
+
+def format_table(summaries: dict[str, dict]) -> str:
+    """Human-readable comparison of :func:`summarise` outputs keyed by functional label."""
+    labels = list(summaries)
+    lines = [f"{'functional':<16} {'AE MAE':>10} {'AE max':>10} {'mean int|drho|':>15} {'converged':>10}",
+             f"{'':<16} {'kcal/mol':>10} {'kcal/mol':>10} {'electrons':>15}"]
+    for label in labels:
+        s = summaries[label]
+        lines.append(f"{label:<16} {s['atomization_mae_kcal']:10.2f} {s['atomization_max_kcal']:10.2f} "
+                     f"{s['density_error_mean']:15.4f} {str(s['all_converged']):>10}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    """``python -m dftjax.xc3d.evaluate``: the held-out comparison table (or --json)."""
+    import argparse
+
+    from dftjax.xc3d.data import DATA_DIR, HELD_OUT, load_reference
+
+    parser = argparse.ArgumentParser(prog="python -m dftjax.xc3d.evaluate", description=__doc__.splitlines()[0])
+    parser.add_argument("--xc", default="dftjax:nn-mgga," + ",".join(f.replace(",", "_") for f in BASELINES),
+                        help="functionals, comma-separated ('lda_vwn' stands for 'lda,vwn')")
+    parser.add_argument("--molecules", default=",".join(s.name for s in HELD_OUT) if HELD_OUT else "")
+    parser.add_argument("--data-dir", default=DATA_DIR)
+    parser.add_argument("--grid-level", type=int, default=1)
+    parser.add_argument("--cache", default=None, help="JSON cache of finished SCFs (resume)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    import dftjax  # noqa: F401  (float64)
+
+    try:
+        molecules = [m for m in args.molecules.split(",") if m]
+        refs, basis = load_reference(args.data_dir, molecules)
+        atoms = sorted({atom_key(s) for m in molecules for s in refs[m].elements})
+        refs.update(load_reference(args.data_dir, atoms)[0])
+        summaries = {}
+        for label in [x for x in args.xc.split(",") if x]:
+            xc = label.replace("_", ",")
+            cache = None if args.cache is None else f"{args.cache}.{label}.json"
+            results = run_functional(xc, refs, basis, grid_level=args.grid_level, cache_path=cache, label=label)
+            summaries[label] = summarise(results, refs, molecules)
+    except ValueError as err:
+        print(f"xc3d evaluate: error: {str(err).splitlines()[0]}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({"basis": basis, "grid_level": args.grid_level, "summaries": summaries}))
+    else:
+        print(format_table(summaries))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,395 @@
+"""Training a neural XC functional through the 3D Kohn-Sham SCF (``dftjax train xc3d``).
+
+The loss over training systems m (molecules and free atoms) and the molecules' atomization
+energies ``A_m = sum_atoms E_a - E_m``, energies in mHa, densities in bohr^-3:
+
+    L(theta) = w_E mean_m (E_m(theta) - E_m^CCSD(T))^2
+             + w_A mean_{m in molecules} (A_m(theta) - A_m^CCSD(T))^2
+             + w_rho mean_{m in molecules} int (rho_m(theta)(r) - rho_m^CCSD(r))^2 dr,
+
+(free atoms enter through their energies only: open-shell p atoms have degenerate ground states
+whose densities differ by an arbitrary orientation) with ``E_m(theta)`` and ``rho_m(theta)`` the
+self-consistent Kohn-Sham energy and density of the
+neural functional, differentiated through the SCF by :func:`dftjax.adjoint.make_scf_function`:
+``adjoint="implicit"`` (implicit function theorem at the converged density; the energy by the
+variational shortcut) or ``adjoint="unrolled"`` (a fixed number of damped SCF iterations, as in
+Kohn-Sham-regularizer training, Li et al., PRL 126, 036401 (2021)). Training functionals on
+self-consistent densities and energies, rather than on fixed densities, follows Kasim & Vinko,
+PRL 127, 126403 (2021) (XC functionals learned through differentiable 3D KS-DFT) and the density
+term follows Nagai, Akashi & Sugino, npj Comput. Mater. 6, 43 (2020); the energy term with
+atomization energies resembles DM21's (Kirkpatrick et al., Science 374, 1385 (2021)).
+
+The density term is evaluated exactly in the AO basis: ``int (Delta rho)^2 = Delta D : M : Delta D``
+with the four-index grid metric ``M_{ij,kl} = sum_g w_g phi_i phi_j phi_k phi_l`` on a PySCF grid
+(level :data:`DENSITY_GRID_LEVEL`), computed once per molecule; so no grid work is redone per step.
+
+Per step, every system's ``(E_m, D_m)`` and their parameter Jacobian (``jax.jacrev``, two
+cotangents) are computed by one jitted function per system; the loss gradient is assembled from
+them by the chain rule. **Data parallelism**: system ``m`` runs on local device ``m mod n_devices``
+(its parameters are placed there; JAX dispatches the jitted calls asynchronously, so the devices
+work concurrently) and the per-system results are gathered to the host. Shapes differ between
+molecules, so this per-device split of the molecule list is used instead of a padded ``pmap``; the
+result does not depend on the number of devices (tested with 4 host devices).
+
+Optimiser: optax Adam. The parameters with the lowest validation loss (evaluated every
+``validate_every`` steps and at the end) are kept. Checkpoints (pickle of the whole
+:class:`TrainState`, written to a temporary file and moved with ``os.replace``) every
+``checkpoint_every`` steps; a resumed run continues from the saved state exactly (the state
+includes the SCF starting densities of the implicit adjoint, which warm-start each step).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import pickle
+import sys
+import time
+from typing import Any, Callable, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from dftjax.adjoint import ADJOINTS, make_scf_function
+from dftjax.system import SCFOptions
+from dftjax.xc3d.data import ORIENTATION_DEGENERATE, Reference, atom_key
+
+CHECKPOINT_NAME = "xc3d_checkpoint.pkl"
+HARTREE_TO_MHA = 1000.0
+#: PySCF grid level of the density-error metric.
+DENSITY_GRID_LEVEL = 2
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class XC3DOptions:
+    """Settings of :func:`train`.
+
+    Attributes:
+        basis: orbital basis (must equal the reference data's).
+        grid_level: dftjax integration grid level of the SCF (0-9).
+        adjoint: ``"implicit"`` or ``"unrolled"``.
+        unrolled_steps: SCF iterations of the unrolled adjoint (linear mixing 0.3).
+        max_cycle, conv_tol: SCF convergence of the implicit adjoint (energy change, Ha).
+        steps: Adam steps; learning_rate: Adam's step size.
+        energy_weight, atomization_weight, density_weight: w_E, w_A, w_rho of the loss.
+        validate_every: steps between validation losses; checkpoint_every: steps between
+            checkpoints (0: only at the end).
+        seed: PRNG seed of the initial parameters.
+    """
+
+    basis: str = "6-31g"
+    grid_level: int = 1
+    adjoint: str = "implicit"
+    unrolled_steps: int = 25
+    max_cycle: int = 60
+    conv_tol: float = 1e-9
+    steps: int = 10
+    learning_rate: float = 1e-3
+    energy_weight: float = 1.0
+    atomization_weight: float = 1.0
+    density_weight: float = 1.0
+    validate_every: int = 5
+    checkpoint_every: int = 1
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.adjoint not in ADJOINTS:
+            raise ValueError(f"adjoint must be one of {ADJOINTS}; got {self.adjoint!r}")
+        if self.steps < 0 or self.unrolled_steps < 1 or self.max_cycle < 1:
+            raise ValueError("steps must be >= 0, unrolled_steps and max_cycle >= 1")
+        if not 0 <= self.grid_level <= 9:
+            raise ValueError(f"grid_level must be 0..9; got {self.grid_level}")
+        if self.learning_rate <= 0 or not np.isfinite(self.learning_rate):
+            raise ValueError(f"learning_rate must be positive; got {self.learning_rate}")
+        if min(self.energy_weight, self.atomization_weight, self.density_weight) < 0:
+            raise ValueError("loss weights must be non-negative")
+        if self.validate_every < 1 or self.checkpoint_every < 0:
+            raise ValueError("validate_every must be >= 1 and checkpoint_every >= 0")
+
+
+def density_metric(reference: Reference, basis: str, level: int = DENSITY_GRID_LEVEL,
+                   chunk: int = 4096) -> np.ndarray:
+    """(nao^2, nao^2) ``M_{ij,kl} = sum_g w_g phi_i phi_j phi_k phi_l`` on PySCF's grid (bohr^-3)."""
+    from pyscf import dft, gto
+
+    mol = gto.M(atom=reference.atom, basis=basis, spin=reference.spin, charge=reference.charge, verbose=0)
+    grids = dft.gen_grid.Grids(mol)
+    grids.level = level
+    grids.build()
+    nao = mol.nao
+    metric = np.zeros((nao * nao, nao * nao))
+    for start in range(0, len(grids.weights), chunk):
+        phi = dft.numint.eval_ao(mol, grids.coords[start:start + chunk])
+        pairs = (phi[:, :, None] * phi[:, None, :]).reshape(len(phi), -1)
+        metric += pairs.T @ (grids.weights[start:start + chunk, None] * pairs)
+    return metric
+
+
+class SystemProblem(NamedTuple):
+    """What the loss needs of one system (closure constants of its jitted function)."""
+
+    name: str
+    reference: Reference
+    value_and_jacobian: Callable  # (params, start) -> ((2,) [E (Ha), D], (2,)-leading jac, dm)
+    values: Callable  # (params, start) -> ((2,), dm): forward only (validation)
+    dm0: jax.Array
+
+
+def make_problem(reference: Reference, functional, options: XC3DOptions) -> SystemProblem:
+    """The differentiable SCF of one reference system and its ``(E, D)`` outputs."""
+    molecule = reference.molecule()
+    scf_options = SCFOptions(xc="pbe", basis=options.basis, unrestricted=reference.spin != 0,
+                             grid_level=options.grid_level, max_cycle=options.max_cycle,
+                             conv_tol=options.conv_tol, shard_grid=False)
+    scf = make_scf_function(molecule, scf_options, adjoint=options.adjoint, functional=functional,
+                            n_steps=options.unrolled_steps if options.adjoint == "unrolled" else None)
+    if scf.dm0.shape[-1] != reference.dm.shape[-1]:
+        raise ValueError(f"{reference.name}: reference density has {reference.dm.shape[-1]} AOs, "
+                         f"basis {options.basis!r} {scf.dm0.shape[-1]}: wrong --basis for the data")
+    # Geometry, basis exponents, metric and reference density are *arguments* of the jitted
+    # functions, not closure constants: XLA would otherwise constant-fold the whole integral and
+    # grid construction at compile time (minutes per molecule).
+    constants = (scf.inputs._replace(params=None), jnp.asarray(density_metric(reference, options.basis)),
+                 jnp.asarray((reference.dm[0] + reference.dm[1]).reshape(-1)))
+
+    def outputs(params, start, constants):
+        inputs, metric, ref_total = constants
+        energy, dm = scf.energy_and_density(inputs._replace(params=params), start)
+        delta = (dm[0] + dm[1]).reshape(-1) - ref_total
+        return jnp.stack([energy, delta @ metric @ delta]), dm
+
+    def value_and_jacobian(params, start, constants):
+        jacobian, (value, dm) = jax.jacrev(lambda p: _with_aux(outputs(p, start, constants)), has_aux=True)(params)
+        return value, jacobian, dm
+
+    jitted_jacobian, jitted_values = jax.jit(value_and_jacobian), jax.jit(outputs)
+    return SystemProblem(name=reference.name, reference=reference,
+                         value_and_jacobian=lambda p, start: jitted_jacobian(p, start, _on(constants, p)),
+                         values=lambda p, start: jitted_values(p, start, _on(constants, p)),
+                         dm0=scf.dm0)
+
+
+def _on(constants, params):
+    """``constants`` on the device of ``params`` (the device that system's step runs on)."""
+    device = next(iter(jax.tree_util.tree_leaves(params)[0].devices()))
+    return jax.device_put(constants, device)
+
+
+# (functional, reference, SCF settings) -> SystemProblem: a resumed or repeated train() in the same
+# process reuses the compiled per-system functions (compilation dominates on small molecules).
+_PROBLEMS: dict = {}
+
+
+def _cached_problem(reference: Reference, functional, options: XC3DOptions) -> SystemProblem:
+    key = (id(functional), reference.name, reference.atom, reference.energy, options.basis, options.grid_level,
+           options.adjoint, options.unrolled_steps, options.max_cycle, options.conv_tol)
+    cached = _PROBLEMS.get(key)
+    if cached is None or cached[0] is not functional or cached[1].reference is not reference:
+        _PROBLEMS[key] = (functional, make_problem(reference, functional, options))
+    return _PROBLEMS[key][1]
+
+
+def _with_aux(out):
+    value, dm = out
+    return value, (value, dm)
+
+
+def loss_from_values(values: dict[str, np.ndarray], references: dict[str, Reference],
+                     options: XC3DOptions) -> tuple[float, dict[str, np.ndarray], dict]:
+    """Loss, its derivative with respect to each system's ``(E, D)`` and the error terms.
+
+    Args:
+        values: name -> (2,) ``[E (Ha), int (Delta rho)^2]``.
+        references: name -> :class:`Reference` (atoms needed by molecules' atomization energies are
+            used when present in ``values``).
+    Returns:
+        ``(loss, d_loss / d(E, D) per name, terms)``; terms holds the mean squared errors.
+    """
+    names = list(values)
+    energy_error = {n: (float(values[n][0]) - references[n].energy) * HARTREE_TO_MHA for n in names}
+    cotangents = {n: np.zeros(2) for n in names}
+    w_e = options.energy_weight / len(names)
+    loss_energy = sum(e * e for e in energy_error.values()) / len(names)
+    for n in names:
+        cotangents[n][0] += w_e * 2.0 * energy_error[n] * HARTREE_TO_MHA
+    molecules = [n for n in names if references[n].subset != "atom" and references[n].atomization_energy is not None
+                 and all(atom_key(s) in values for s in references[n].elements)]
+    loss_atomization = 0.0
+    if molecules:
+        w_a = options.atomization_weight / len(molecules)
+        for n in molecules:
+            # A_m(theta) - A_m^ref = sum_a n_a (E_a - E_a^ref) - (E_m - E_m^ref)
+            error = sum(c * energy_error[atom_key(s)] for s, c in references[n].elements.items()) - energy_error[n]
+            loss_atomization += error * error / len(molecules)
+            cotangents[n][0] -= w_a * 2.0 * error * HARTREE_TO_MHA
+            for s, c in references[n].elements.items():
+                cotangents[atom_key(s)][0] += w_a * 2.0 * error * c * HARTREE_TO_MHA
+    # densities of molecules only: a free open-shell p atom (C, O, F) has a degenerate ground state
+    # whose UHF/UKS densities pick arbitrary, different p orientations, so its density error is
+    # not a property of the functional
+    with_density = [n for n in names if references[n].subset != "atom" and n not in ORIENTATION_DEGENERATE]
+    loss_density = sum(float(values[n][1]) for n in with_density) / max(len(with_density), 1)
+    for n in with_density:
+        cotangents[n][1] += options.density_weight / len(with_density)
+    loss = (options.energy_weight * loss_energy + options.atomization_weight * loss_atomization
+            + options.density_weight * loss_density)
+    terms = {"energy_mse_mha2": loss_energy, "atomization_mse_mha2": loss_atomization,
+             "density_l2": loss_density}
+    return loss, cotangents, terms
+
+
+class TrainState(NamedTuple):
+    """Everything a resumed run needs (saved whole in checkpoints)."""
+
+    step: Any
+    params: Any
+    opt_state: Any
+    best_params: Any
+    best_validation: Any
+    best_step: Any
+    loss: Any
+    starts: dict  # name -> (2, nao, nao) SCF starting density of the next step
+
+
+def save_checkpoint(directory: str, state: TrainState) -> str:
+    """Write ``state`` atomically (temporary file + ``os.replace``); returns the path."""
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, CHECKPOINT_NAME)
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "wb") as handle:
+        pickle.dump(jax.tree_util.tree_map(np.asarray, state), handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(directory: str) -> TrainState | None:
+    """The checkpoint in ``directory`` (None if there is none)."""
+    path = os.path.join(directory, CHECKPOINT_NAME)
+    if not os.path.exists(path):
+        return None
+    with open(path, "rb") as handle:
+        return jax.tree_util.tree_map(jnp.asarray, pickle.load(handle))
+
+
+def _progress(message: str) -> None:
+    print(f"[xc3d] {message}", file=sys.stderr, flush=True)
+
+
+def evaluate_systems(problems: Sequence[SystemProblem], params, starts: dict, *, with_jacobian: bool,
+                     devices: Sequence | None = None):
+    """Per-system ``(E, D)`` (and Jacobians), system m on device ``m mod len(devices)``.
+
+    The jitted calls are dispatched to all devices before any result is read, so the devices run
+    concurrently. Returns ``(values, jacobians, dms)`` dicts of host arrays keyed by name.
+    """
+    devices = list(devices or jax.local_devices())
+    pending = {}
+    for index, problem in enumerate(problems):
+        device = devices[index % len(devices)]
+        p = jax.device_put(params, device)
+        start = jax.device_put(starts.get(problem.name, problem.dm0), device)
+        if with_jacobian:
+            pending[problem.name] = problem.value_and_jacobian(p, start)
+        else:
+            value, dm = problem.values(p, start)
+            pending[problem.name] = (value, None, dm)
+    values, jacobians, dms = {}, {}, {}
+    for name, (value, jacobian, dm) in pending.items():
+        values[name] = np.asarray(value)
+        dms[name] = np.asarray(dm)
+        if jacobian is not None:
+            jacobians[name] = jax.tree_util.tree_map(np.asarray, jacobian)
+        if not np.all(np.isfinite(values[name])):
+            raise FloatingPointError(f"non-finite SCF energy or density error for {name}")
+    return values, jacobians, dms
+
+
+def train(init_params, functional, train_refs: dict[str, Reference], options: XC3DOptions, *,
+          validation_refs: dict[str, Reference] | None = None, checkpoint_dir: str | None = None,
+          stop_after: int | None = None, devices: Sequence | None = None,
+          progress: Callable[[str], None] = _progress):
+    """Adam on the loss of the module docstring; returns ``(state, history)``.
+
+    Args:
+        init_params: initial parameters (ignored when resuming from a checkpoint).
+        functional: the :class:`~functionals.Functional` whose ``params`` are trained.
+        train_refs, validation_refs: name -> :class:`~dftjax.xc3d.data.Reference` (molecules and
+            the atoms of their atomization energies).
+        checkpoint_dir: resume from its checkpoint if present; write one every
+            ``options.checkpoint_every`` steps and at the end.
+        stop_after: stop (as if interrupted) after this step number (tests of resuming).
+        devices: devices to split the systems over (default all local devices).
+
+    Returns:
+        ``(state, history)``: :class:`TrainState` (``best_params`` by validation loss, the last
+        params without validation) and per-step lists ``loss``, ``validation`` (NaN where not
+        computed), ``terms`` and ``time_s``.
+    """
+    if not train_refs:
+        raise ValueError("no training systems")
+    validation_refs = validation_refs or {}
+    progress(f"building {len(train_refs)} training and {len(validation_refs)} validation SCFs "
+             f"({options.basis}, grid level {options.grid_level}, adjoint={options.adjoint})")
+    problems = [_cached_problem(r, functional, options) for r in train_refs.values()]
+    validation_problems = [_cached_problem(r, functional, options) for r in validation_refs.values()]
+    optimizer = optax.adam(options.learning_rate)
+    state = load_checkpoint(checkpoint_dir) if checkpoint_dir else None
+    if state is None:
+        state = TrainState(step=jnp.asarray(0), params=init_params, opt_state=optimizer.init(init_params),
+                           best_params=init_params, best_validation=jnp.asarray(jnp.inf),
+                           best_step=jnp.asarray(-1), loss=jnp.asarray(jnp.nan), starts={})
+    else:
+        progress(f"resuming from step {int(state.step)} ({checkpoint_dir})")
+    update = jax.jit(lambda g, o, p: _apply(optimizer, g, o, p))
+    warm = options.adjoint == "implicit"
+    history = {"loss": [], "validation": [], "terms": [], "time_s": []}
+    start_time = time.perf_counter()
+    last = options.steps if stop_after is None else min(options.steps, stop_after)
+    all_refs = {**train_refs, **validation_refs}
+    while int(state.step) < last:
+        step = int(state.step) + 1
+        values, jacobians, dms = evaluate_systems(problems, state.params, dict(state.starts) if warm else {},
+                                                  with_jacobian=True, devices=devices)
+        loss, cotangents, terms = loss_from_values(values, all_refs, options)
+        gradient = jax.tree_util.tree_map(
+            lambda *leaves: sum(np.tensordot(cotangents[n], leaf, axes=1) for n, leaf in zip(values, leaves)),
+            *[jacobians[n] for n in values])
+        params, opt_state = update(gradient, state.opt_state, state.params)
+        starts = {**state.starts, **{n: jnp.asarray(dm) for n, dm in dms.items()}} if warm else state.starts
+        validation = float("nan")
+        best = (state.best_params, state.best_validation, state.best_step)
+        if validation_problems and (step % options.validate_every == 0 or step == options.steps):
+            # the loss of the parameters *before* this update is `loss`; validate the updated ones
+            v_values, _, v_dms = evaluate_systems(validation_problems, params,
+                                                  dict(starts) if warm else {}, with_jacobian=False,
+                                                  devices=devices)
+            if warm:
+                starts = {**starts, **{n: jnp.asarray(dm) for n, dm in v_dms.items()}}
+            validation = loss_from_values(v_values, all_refs, options)[0]
+            if validation < float(state.best_validation):
+                best = (params, jnp.asarray(validation), jnp.asarray(step))
+        elif not validation_problems:
+            best = (params, state.best_validation, jnp.asarray(step))
+        state = TrainState(step=jnp.asarray(step), params=params, opt_state=opt_state, best_params=best[0],
+                           best_validation=best[1], best_step=best[2], loss=jnp.asarray(loss), starts=starts)
+        elapsed = time.perf_counter() - start_time
+        history["loss"].append(loss)
+        history["validation"].append(validation)
+        history["terms"].append(terms)
+        history["time_s"].append(elapsed)
+        progress(f"step {step}/{options.steps} loss {loss:.4e} (E {terms['energy_mse_mha2']:.3e} mHa^2, "
+                 f"AE {terms['atomization_mse_mha2']:.3e} mHa^2, rho {terms['density_l2']:.3e})"
+                 + ("" if np.isnan(validation) else f" validation {validation:.4e}") + f" ({elapsed:.1f} s)")
+        if checkpoint_dir and options.checkpoint_every and step % options.checkpoint_every == 0:
+            save_checkpoint(checkpoint_dir, state)
+    if checkpoint_dir:
+        save_checkpoint(checkpoint_dir, state)
+    return state, history
+
+
+def _apply(optimizer, gradient, opt_state, params):
+    updates, opt_state = optimizer.update(gradient, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state

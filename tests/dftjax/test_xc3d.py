@@ -1,0 +1,207 @@
+"""dftjax.xc3d: reference data format, the loss's chain rule, CLI input checks, and (slow) training
+through the SCF with exact resume and a 4-device split of the molecules."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from dftjax.xc3d import data
+from dftjax.xc3d.train import HARTREE_TO_MHA, XC3DOptions, loss_from_values
+
+
+def _reference(name, energy, subset, elements, atomization=None):
+    from collections import Counter
+
+    return data.Reference(name=name, atom="", spin=0, charge=0, subset=subset, energy=energy,
+                          atomization_energy=atomization, dm=np.zeros((2, 1, 1)), elements=Counter(elements))
+
+
+def test_loss_cotangents_match_finite_differences():
+    refs = {"H2": _reference("H2", -1.15, "train", {"H": 2}, 0.17),
+            "H2O": _reference("H2O", -76.1, "train", {"H": 2, "O": 1}, 0.3),
+            "H": _reference("H", -0.5, "atom", {"H": 1}), "O": _reference("O", -74.9, "atom", {"O": 1})}
+    rng = np.random.default_rng(0)
+    values = {n: np.array([r.energy + rng.normal() * 1e-3, rng.uniform()]) for n, r in refs.items()}
+    options = XC3DOptions(energy_weight=0.7, atomization_weight=1.3, density_weight=2.0)
+    loss, cotangents, terms = loss_from_values(values, refs, options)
+    # the atomization term is not vacuous: H2O's error combines three energies
+    assert terms["atomization_mse_mha2"] > 0
+    h = 1e-7
+    for name in values:
+        for k in (0, 1):
+            up = {n: v.copy() for n, v in values.items()}
+            down = {n: v.copy() for n, v in values.items()}
+            up[name][k] += h
+            down[name][k] -= h
+            fd = (loss_from_values(up, refs, options)[0] - loss_from_values(down, refs, options)[0]) / (2 * h)
+            # the loss is quadratic in the energies (mHa): central differences are exact up to rounding
+            # of loss values ~1e2 over 2h = 2e-7 (relative 1e-6)
+            assert cotangents[name][k] == pytest.approx(fd, rel=1e-5, abs=1e-3)
+    assert HARTREE_TO_MHA == 1000.0
+
+
+def test_options_reject_bad_values():
+    with pytest.raises(ValueError, match="adjoint"):
+        XC3DOptions(adjoint="magic")
+    with pytest.raises(ValueError, match="learning_rate"):
+        XC3DOptions(learning_rate=-1.0)
+    with pytest.raises(ValueError, match="grid_level"):
+        XC3DOptions(grid_level=12)
+
+
+def test_reference_sets_follow_the_issue():
+    train_systems = data.systems_of("train")
+    assert len(train_systems) <= 10
+    held_out = [s for s in data.HELD_OUT]
+    assert len(held_out) >= 20
+    assert not {s.name for s in held_out} & {s.name for s in data.TRAINING}
+    assert any(s.spin for s in held_out)  # open shells are held out too
+    for s in data.ALL_SYSTEMS.values():
+        assert set(s.elements) <= set(data.ATOM_SPIN)  # H-Ne only
+        assert all(data.atom_key(e) in data.ALL_SYSTEMS for e in s.elements)
+
+
+def test_cached_reference_data_is_consistent():
+    payload, densities = data._read_cache(data.DATA_DIR)
+    assert payload, f"no cached reference data in {data.DATA_DIR} (dftjax data make --set all)"
+    size = sum(os.path.getsize(os.path.join(data.DATA_DIR, f)) for f in os.listdir(data.DATA_DIR))
+    assert size < 2e6
+    systems = payload["systems"]
+    for name, entry in systems.items():
+        assert densities[name].shape == (2, entry["nao"], entry["nao"])
+        assert entry["density_trace"] == pytest.approx(entry["n_electrons"], abs=1e-6)  # tr(D S) = N
+        assert entry["e_ccsd_t"] <= entry["e_ccsd"] + 1e-3 and entry["e_ccsd"] < entry["e_hf"] + 1e-12
+        if "atomization_energy" in entry:
+            counts = data.ALL_SYSTEMS[name].elements
+            expected = sum(c * systems[data.atom_key(s)]["e_ccsd_t"] for s, c in counts.items()) - entry["e_ccsd_t"]
+            assert entry["atomization_energy"] == pytest.approx(expected, abs=1e-12)
+    refs, basis = data.load_reference(data.DATA_DIR, [next(iter(systems))])
+    assert basis == payload["basis"]
+
+
+def test_cli_rejects_bad_input_before_heavy_work(capsys):
+    from dftjax.cli import main
+
+    assert main(["train", "xc3d", "--train", "H2,Unobtainium"]) == 2
+    assert "unknown system 'Unobtainium'" in capsys.readouterr().err
+    assert main(["train", "xc3d", "--train", "H2", "--validation", "H2"]) == 2
+    assert main(["train", "xc3d", "--hidden", "8,x"]) == 2
+    assert main(["data", "make", "--only", "XeF6"]) == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# Training through the SCF (slow: one compilation per molecule)
+
+_TRAIN_SCRIPT = """
+import json, sys, jax, numpy as np, dftjax
+from dftjax.xc3d.data import ALL_SYSTEMS, Reference, ccsd_t_reference
+from dftjax.xc3d.train import XC3DOptions, make_problem, evaluate_systems, loss_from_values
+from functionals.neural_xc import make_neural_mgga, NeuralMGGAConfig
+
+refs = {}
+for name in ("H2", "H"):
+    s = ALL_SYSTEMS[name]
+    e, dm = ccsd_t_reference(s, "sto-3g")
+    refs[name] = Reference(name=name, atom=s.atom, spin=s.spin, charge=0, subset=s.subset, energy=e["e_ccsd_t"],
+                           atomization_energy=None, dm=dm, elements=s.elements)
+xc = make_neural_mgga(jax.random.PRNGKey(0), NeuralMGGAConfig(hidden=(4,)))
+params = jax.tree_util.tree_map(lambda x: x + 0.1, xc.params)
+options = XC3DOptions(basis="sto-3g", grid_level=0)
+problems = [make_problem(r, xc, options) for r in refs.values()]
+values, jacobians, _ = evaluate_systems(problems, params, {}, with_jacobian=True)
+loss, cot, _ = loss_from_values(values, refs, options)
+grad = jax.tree_util.tree_map(lambda *l: sum(np.tensordot(cot[n], x, axes=1) for n, x in zip(values, l)),
+                              *[jacobians[n] for n in values])
+print(json.dumps({"devices": jax.device_count(), "loss": loss,
+                  "grad": [np.asarray(g).ravel().tolist() for g in jax.tree_util.tree_leaves(grad)]}))
+"""
+
+
+def _run(env_extra):
+    env = dict(os.environ, **env_extra)
+    proc = subprocess.run([sys.executable, "-c", _TRAIN_SCRIPT], env=env, capture_output=True, text=True,
+                          timeout=1500)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_four_devices_give_the_single_device_loss_and_gradient():
+    four = _run({"XLA_FLAGS": "--xla_force_host_platform_device_count=4 --xla_cpu_multi_thread_eigen=false"})
+    one = _run({})
+    assert four["devices"] == 4 and one["devices"] == 1
+    assert four["loss"] == pytest.approx(one["loss"], rel=1e-10)  # same computation, other device
+    for a, b in zip(four["grad"], one["grad"]):
+        np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-12)
+    assert max(abs(x) for g in one["grad"] for x in g) > 0
+
+
+@pytest.mark.slow
+def test_interrupted_and_resumed_training_equals_uninterrupted(tmp_path):
+    import jax
+
+    from dftjax.xc3d.train import train
+    from functionals.neural_xc import NeuralMGGAConfig, make_neural_mgga
+
+    refs = {}
+    for name in ("H2", "H"):
+        s = data.ALL_SYSTEMS[name]
+        e, dm = data.ccsd_t_reference(s, "sto-3g")
+        refs[name] = data.Reference(name=name, atom=s.atom, spin=s.spin, charge=0, subset=s.subset,
+                                    energy=e["e_ccsd_t"], atomization_energy=None, dm=dm, elements=s.elements)
+    xc = make_neural_mgga(jax.random.PRNGKey(0), NeuralMGGAConfig(hidden=(4,)))
+    options = XC3DOptions(basis="sto-3g", grid_level=0, steps=3, learning_rate=1e-2, validate_every=1)
+    train_refs = {"H2": refs["H2"]}
+    validation = {"H": refs["H"]}
+    full, history = train(xc.params, xc, train_refs, options, validation_refs=validation)
+    assert history["loss"][-1] < history["loss"][0]  # Adam lowers the loss
+    directory = str(tmp_path / "ckpt")
+    partial, _ = train(xc.params, xc, train_refs, options, validation_refs=validation, checkpoint_dir=directory,
+                       stop_after=1)
+    assert int(partial.step) == 1 and os.path.exists(os.path.join(directory, "xc3d_checkpoint.pkl"))
+    assert not [f for f in os.listdir(directory) if ".tmp" in f]  # atomic writes leave no temporaries
+    resumed, _ = train(None, xc, train_refs, options, validation_refs=validation, checkpoint_dir=directory)
+    assert int(resumed.step) == 3
+    for a, b in zip(jax.tree_util.tree_leaves(resumed.params), jax.tree_util.tree_leaves(full.params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert int(resumed.best_step) == int(full.best_step)
+
+
+@pytest.mark.slow
+def test_exact_exchange_energy_density_integrates_to_hf_exchange():
+    import jax
+    import jax.numpy as jnp
+    from pyscf import dft, gto, scf
+
+    from dftjax.xc3d.exact_exchange import grid_coulomb_potentials, local_hybrid_xc_energy
+    from functionals import features_from_density_matrices
+    from functionals.neural_xc import (exact_exchange_energy_density, init_local_hybrid_params,
+                                       neural_local_hybrid_energy_density)
+
+    mol = gto.M(atom="O 0 0 0; H 0 0 0.97", basis="sto-3g", spin=1, verbose=0)  # open shell, 6 AOs
+    mf = scf.UHF(mol).run()
+    dm = mf.make_rdm1()
+    grids = dft.gen_grid.Grids(mol)
+    grids.level = 1
+    grids.build()
+    ao = dft.numint.eval_ao(mol, grids.coords, deriv=1)
+    potentials = grid_coulomb_potentials(mol, grids.coords)
+    exx = exact_exchange_energy_density(jnp.asarray(ao), jnp.asarray(dm), jnp.asarray(potentials))
+    k = mf.get_k(mol, dm)
+    e_x = -0.5 * float(np.einsum("sij,sji->", dm, k))
+    # quadrature of a smooth integrand on PySCF's level-1 grid (exact integrals on the other side)
+    assert float(jnp.sum(grids.weights * exx.sum(0))) == pytest.approx(e_x, rel=2e-4)
+    # the neural local hybrid at this density: finite energy and finite dE/dD (its Fock matrix)
+    energy_density = neural_local_hybrid_energy_density()
+    params = init_local_hybrid_params(jax.random.PRNGKey(0))
+
+    def energy(d):
+        features = features_from_density_matrices(jnp.asarray(ao), d)
+        return local_hybrid_xc_energy(energy_density, params, features, jnp.asarray(grids.weights),
+                                      jnp.asarray(ao), d, jnp.asarray(potentials))
+
+    value, grad = jax.value_and_grad(energy)(jnp.asarray(dm))
+    assert np.isfinite(float(value)) and np.all(np.isfinite(np.asarray(grad)))
