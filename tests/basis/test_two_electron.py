@@ -169,11 +169,13 @@ def test_three_centre_larger_molecules(name):
 # --------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # default-suite budget (2026-11-28); the physics is covered by cheaper default tests
 def test_long_range_water_def2svp_all_integrals():
     # d functions on O, g functions in the fitting basis (3c up to L = 8); omega of CAM-B3LYP.
     _check_values(WATER, "def2-svp", omega=0.33, atol=1e-11)
 
 
+@pytest.mark.slow  # default-suite budget (2026-11-28); the physics is covered by cheaper default tests
 def test_long_range_cartesian():
     _check_values(WATER, "6-31g*", cartesian=True, omega=1.0, atol=1e-11, metric=False)
 

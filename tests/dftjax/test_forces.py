@@ -56,6 +56,7 @@ def _rotated(molecule, angles):
     return molecule.with_coords((molecule.coords - centre) @ rotation.T + centre), rotation
 
 
+@pytest.mark.slow  # 70 s; default: HF forces vs PySCF below, DFT forces through dftjax opt and the plugin tests
 def test_water_forces_match_pyscf_and_sum_to_zero():
     options = SCFOptions(xc="pbe", basis="sto-3g", grid_level=1, **TIGHT)
     energy_forces, dm0 = force_function(WATER, options)

@@ -95,6 +95,7 @@ def test_krr_reproduces_training_points_and_derivative_matches_finite_difference
     np.testing.assert_allclose(analytic, fd, rtol=1e-6)   # O(h^2) truncation on a Gaussian kernel
 
 
+@pytest.mark.slow  # default-suite budget (2026-11-28); the physics is covered by cheaper default tests
 def test_krr_cross_validated_small_benchmark(paper_n1):
     # M = 50 paper densities, tested on 100 fresh ones: the paper's KRR reaches 1.3 kcal/mol MAE
     # and 7.3 max (Brockherde et al. 2017, Table I); we measure 0.7 / 5.8 (1.5 / 8 allows for the
@@ -175,6 +176,7 @@ def test_cli_solve_rejects_bad_input(argv):
         _ofdft_cli(["ofdft", "solve", *argv])
 
 
+@pytest.mark.slow  # default-suite budget (2026-11-28); the physics is covered by cheaper default tests
 def test_neural_derivative_matches_finite_differences_and_roundtrips(tmp_path, paper_n1):
     train = paper_n1.take(slice(0, 8))
     options = neural.NeuralOptions(channels=(8, 8), kernel_size=3, steps=30, learning_rate=1e-2)

@@ -26,6 +26,7 @@ def _pyscf_from(molecule, options, dm):
     return energy, mf
 
 
+@pytest.mark.slow  # default-suite budget (2026-11-28); the physics is covered by cheaper default tests
 def test_stretched_h2_broken_symmetry():
     molecule = make_molecule("H 0 0 0; H 0 0 3.0")  # R = 3 angstrom
     restricted = run_scf(molecule, SCFOptions(xc="pbe"))

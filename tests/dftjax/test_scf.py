@@ -24,7 +24,7 @@ def pyscf_energy(molecule, xc, basis="def2-svp", unrestricted=False, density_fit
     return energy, mf
 
 
-@pytest.mark.parametrize("xc", ["hf", "pbe", "b3lyp", "camb3lyp"])
+@pytest.mark.parametrize("xc", [pytest.param("hf", marks=pytest.mark.slow), "pbe", "b3lyp", "camb3lyp"])
 def test_restricted_water_matches_pyscf_on_the_same_grid(xc):
     result = run_scf(WATER, SCFOptions(xc=xc, pyscf_grids=True))
     energy, mf = pyscf_energy(WATER, xc)

@@ -109,6 +109,7 @@ def _pauli_params(seed=0):
             "biases": [jnp.asarray(rng.normal(size=6)), jnp.asarray([0.3])]}
 
 
+@pytest.mark.slow  # default-suite budget (2026-11-28); the physics is covered by cheaper default tests
 def test_learned_pauli_is_nonnegative_spin_scaled_and_safe_at_zero_density():
     params = _pauli_params()
     closed = kinetic.pauli_mlp(params, closed_shell_features(jnp.asarray(RHO), jnp.asarray(SIGMA)))

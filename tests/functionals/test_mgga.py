@@ -441,6 +441,7 @@ def test_uniform_gas_limit_is_lsda():
         np.testing.assert_allclose(_ours(case.ours, rho, sigma, tau)[0], ref, rtol=1e-12, atol=0)
 
 
+@pytest.mark.slow  # default-suite budget (2026-11-28); the physics is covered by cheaper default tests
 def test_params_override_and_gradient_by_finite_differences():
     """Partial params dicts override the defaults; d E / d param from jax.grad matches FD."""
     # 14 points: the shapes of the (eager) edge test below, so eager primitives compile once
@@ -485,6 +486,7 @@ def _edge_points() -> np.ndarray:
     return np.asarray(columns, dtype=np.float64).T
 
 
+@pytest.mark.slow  # default-suite budget (2026-11-28); the physics is covered by cheaper default tests
 def test_values_gradients_hessians_finite_at_edges():
     """Energy, gradient and Hessian (all 7 features of each point) finite for every functional.
 

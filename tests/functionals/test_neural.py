@@ -7,6 +7,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from functionals import (Features, from_energy_density, get_functional, linear_combination,
                          restricted_features, slater_x)
@@ -74,6 +75,7 @@ def test_parameter_gradient_matches_finite_differences():
         np.testing.assert_allclose(grad_leaves[i][index], fd, rtol=1e-6, atol=1e-10)
 
 
+@pytest.mark.slow  # default-suite budget (2026-11-28); the physics is covered by cheaper default tests
 def test_neural_functional_combines_with_registered_ones_and_has_potentials():
     neural = _neural_lda_exchange(jax.random.PRNGKey(1))
     hybrid = linear_combination([(0.8, neural), (1.0, get_functional(",vwn"))], "nn+vwn", hf=0.2,
