@@ -15,7 +15,7 @@ def _density(center=0.0, electrons=1.0):
     return jnp.asarray(electrons * n / (n.sum() * DX))
 
 
-@pytest.mark.parametrize("model", ["local", "semilocal", "global"])
+@pytest.mark.parametrize("model", ["local", "semilocal", pytest.param("global", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("spin_resolved", [False, True])
 def test_models_in_functional_signature(model, spin_resolved):
     module, xc = make_ksr_functional(model, dx=DX, spin_resolved=spin_resolved)

@@ -239,7 +239,7 @@ def test_fast_path_values_gradients_hessians_finite(name):
 # Chunked potentials and the density-matrix entry point
 # --------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name,closed", [("r2scan", True), ("b3lyp", False)])
+@pytest.mark.parametrize("name,closed", [("r2scan", True), pytest.param("b3lyp", False, marks=pytest.mark.slow)])
 def test_energy_and_potentials_equals_plain_vjp(name, closed):
     """Chunked (with padding) and unchunked evaluation give the same e and potentials."""
     functional = get_functional(name)
@@ -262,6 +262,7 @@ def test_energy_and_potentials_equals_plain_vjp(name, closed):
                       <= 1e-13 * np.abs(ref) + 1e-14 * scales[k]), k
 
 
+@pytest.mark.slow  # default-suite budget (2026-11-28); the physics is covered by cheaper default tests
 def test_restricted_features_from_density_matrix_and_xc_matrix():
     """Total-density features in one pass equal the halves' totals; E_xc and V_xc = dE/dD of the
     fast path (directly and via energy_and_potentials) equal the spin-halves path."""
