@@ -157,10 +157,11 @@ def _optimizer(options: KSROptions) -> optax.GradientTransformationExtraArgs:
     return optax.adam(options.learning_rate)
 
 
-def save_checkpoint(directory: str, state: TrainState) -> str:
-    """Write ``state`` atomically (temporary file + ``os.replace``); returns the path."""
+def save_checkpoint(directory: str, state, name: str = CHECKPOINT_NAME) -> str:
+    """Write the pytree ``state`` atomically (temporary file + ``os.replace``) as ``directory/name``;
+    returns the path. Shared by the 1D and 3D (:mod:`dftjax.xc3d.train`) trainers."""
     os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, CHECKPOINT_NAME)
+    path = os.path.join(directory, name)
     tmp = f"{path}.tmp.{os.getpid()}"
     with open(tmp, "wb") as handle:
         pickle.dump(jax.tree_util.tree_map(np.asarray, state), handle)
@@ -170,9 +171,9 @@ def save_checkpoint(directory: str, state: TrainState) -> str:
     return path
 
 
-def load_checkpoint(directory: str) -> TrainState | None:
-    """The checkpoint in ``directory`` (None if there is none)."""
-    path = os.path.join(directory, CHECKPOINT_NAME)
+def load_checkpoint(directory: str, name: str = CHECKPOINT_NAME):
+    """The checkpoint ``directory/name`` (None if there is none)."""
+    path = os.path.join(directory, name)
     if not os.path.exists(path):
         return None
     with open(path, "rb") as handle:

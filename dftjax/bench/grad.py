@@ -26,7 +26,6 @@ water in STO-3G at grid level 1 without memory analysis (under a minute on two i
 from __future__ import annotations
 
 import dataclasses
-import statistics
 import sys
 import time
 
@@ -36,6 +35,7 @@ import numpy as np
 
 from basis.molecule import make_molecule
 from dftjax.adjoint import make_scf_function
+from dftjax.bench._timing import time_reference
 from dftjax.bench.molecules import MOLECULES
 from dftjax.properties import force_function
 from dftjax.system import SCFOptions
@@ -86,15 +86,6 @@ def _pyscf_forces(molecule, options: SCFOptions):
     return -gradient.kernel(), mol.nao_nr()
 
 
-def _median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def _gradient_memory_mb(molecule, options: SCFOptions, adjoint: str) -> float:
     """MiB XLA allocates for ``jax.grad`` of the energy (arguments + outputs + temporaries)."""
     scf = make_scf_function(molecule, options, adjoint=adjoint, n_steps=UNROLLED_STEPS)
@@ -140,13 +131,13 @@ def run(*, quick: bool = False, progress: bool = True, molecules: tuple[str, ...
         options = SCFOptions(xc=xc, basis=basis, grid_level=grid_level, conv_tol=1e-10,
                              density_fit=DENSITY_FIT.get(name, True))
         reference, nao = _pyscf_forces(molecule, options)
-        pyscf_s = _median_time(lambda: _pyscf_forces(molecule, options), repeats)
+        pyscf_s = time_reference(lambda: _pyscf_forces(molecule, options), repeats)
         coords = jnp.asarray(molecule.coords)
         start = time.perf_counter()
         energy_forces, dm0 = force_function(molecule, options)
         forces = jax.block_until_ready(energy_forces(coords, dm0))[1]
         cold = time.perf_counter() - start
-        warm = _median_time(lambda: jax.block_until_ready(energy_forces(coords, dm0)), repeats)
+        warm = time_reference(lambda: jax.block_until_ready(energy_forces(coords, dm0)), repeats)
         mem_implicit = _gradient_memory_mb(molecule, options, "implicit") if memory else float("nan")
         mem_unrolled = _gradient_memory_mb(molecule, options, "unrolled") if memory else float("nan")
         row = GradTiming(name, basis, xc, options.density_fit, nao,

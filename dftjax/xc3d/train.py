@@ -40,8 +40,6 @@ includes the SCF starting densities of the implicit adjoint, which warm-start ea
 from __future__ import annotations
 
 import dataclasses
-import os
-import pickle
 import sys
 import time
 from typing import Any, Callable, NamedTuple, Sequence
@@ -51,6 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from dftjax import ksr
 from dftjax.adjoint import ADJOINTS, make_scf_function
 from dftjax.system import SCFOptions
 from dftjax.xc3d.data import ORIENTATION_DEGENERATE, Reference, atom_key
@@ -253,25 +252,13 @@ class TrainState(NamedTuple):
 
 
 def save_checkpoint(directory: str, state: TrainState) -> str:
-    """Write ``state`` atomically (temporary file + ``os.replace``); returns the path."""
-    os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, CHECKPOINT_NAME)
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "wb") as handle:
-        pickle.dump(jax.tree_util.tree_map(np.asarray, state), handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    return path
+    """Write ``state`` atomically (:func:`dftjax.ksr.save_checkpoint`); returns the path."""
+    return ksr.save_checkpoint(directory, state, CHECKPOINT_NAME)
 
 
 def load_checkpoint(directory: str) -> TrainState | None:
     """The checkpoint in ``directory`` (None if there is none)."""
-    path = os.path.join(directory, CHECKPOINT_NAME)
-    if not os.path.exists(path):
-        return None
-    with open(path, "rb") as handle:
-        return jax.tree_util.tree_map(jnp.asarray, pickle.load(handle))
+    return ksr.load_checkpoint(directory, CHECKPOINT_NAME)
 
 
 def _progress(message: str) -> None:
