@@ -18,7 +18,7 @@ uses them. Parameters are saved and loaded as ``.npz`` (:func:`save_params`, :fu
 
 The trainer (:func:`train`) runs optax L-BFGS (default, as the paper's L-BFGS) or Adam, keeps the
 parameters of the lowest validation loss, writes an atomic checkpoint every ``checkpoint_every``
-steps (pickle to a temporary file + ``os.replace``) and resumes from it exactly: an interrupted
+steps (a pickle written by :mod:`dftjax.atomic`) and resumes from it exactly: an interrupted
 and resumed run ends with the same parameters as an uninterrupted one.
 """
 
@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from dftjax import atomic
 from dftjax.oned import ks
 from dftjax.oned.blas import single_threaded_blas
 from dftjax.oned.data import Problem, stack_systems
@@ -160,15 +161,7 @@ def _optimizer(options: KSROptions) -> optax.GradientTransformationExtraArgs:
 def save_checkpoint(directory: str, state, name: str = CHECKPOINT_NAME) -> str:
     """Write the pytree ``state`` atomically (temporary file + ``os.replace``) as ``directory/name``;
     returns the path. Shared by the 1D and 3D (:mod:`dftjax.xc3d.train`) trainers."""
-    os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, name)
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "wb") as handle:
-        pickle.dump(jax.tree_util.tree_map(np.asarray, state), handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    return path
+    return atomic.write_pickle(os.path.join(directory, name), jax.tree_util.tree_map(np.asarray, state))
 
 
 def load_checkpoint(directory: str, name: str = CHECKPOINT_NAME):
@@ -291,8 +284,9 @@ def evaluate(groups: Sequence[Group], xc, params, num_iterations: int):
 
 
 def save_params(path: str, params, **metadata) -> str:
-    """Write a parameters pytree of nested dicts (Flax) to ``path`` (.npz, atomically: temporary file
-    + ``os.replace``), keys joined by ``/``; ``metadata`` (JSON-serialisable) goes along."""
+    """Write a parameters pytree of nested dicts (Flax) to ``path`` (.npz appended if missing,
+    atomically: :func:`dftjax.atomic.savez`), keys joined by ``/``; ``metadata`` (JSON-serialisable)
+    goes along. Returns the path written."""
     import json
 
     flat = {}
@@ -307,12 +301,7 @@ def save_params(path: str, params, **metadata) -> str:
             flat[prefix] = np.asarray(node, dtype=np.float64)
 
     walk("", params)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp.{os.getpid()}.npz")
-    np.savez(tmp, __metadata__=np.asarray(json.dumps(metadata)), **flat)
-    os.replace(tmp, path)
-    return path
+    return atomic.savez(path, __metadata__=np.asarray(json.dumps(metadata)), **flat)
 
 
 def load_params(path: str):

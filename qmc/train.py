@@ -13,7 +13,7 @@ evaluation phase at fixed parameters whose per-iteration mean energies give the 
 a blocking error bar (:mod:`qmc.statistics`).
 
 The whole state (parameters, optimiser state, walkers, PRNG key, iteration) is one pytree; it is
-checkpointed atomically (temporary file + ``os.replace``) every ``checkpoint_every`` iterations and at
+checkpointed atomically (:mod:`dftjax.atomic`) every ``checkpoint_every`` iterations and at
 the end, and a run started on a directory holding a checkpoint resumes from it bit for bit: an
 interrupted and resumed run equals the uninterrupted run with the same seed.
 
@@ -31,7 +31,6 @@ import dataclasses
 import os
 import pickle
 import sys
-import tempfile
 import time
 from typing import Any, Callable, NamedTuple
 
@@ -39,6 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dftjax import atomic
 from qmc.ansatz import make_ansatz
 from qmc.hamiltonian import make_local_energy
 from qmc.mcmc import MCMC, MCMCState, initial_positions, make_metropolis
@@ -222,21 +222,9 @@ def _fingerprint(molecule, options: VMCOptions) -> str:
 
 def save_checkpoint(directory: str, state: VMCState, history: History, fingerprint: str) -> str:
     """Write the state atomically to ``directory/vmc_checkpoint.pkl``; returns the path."""
-    os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, CHECKPOINT_NAME)
     payload = {"state": jax.device_get(state), "history": history, "fingerprint": fingerprint}
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".vmc_checkpoint.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            pickle.dump(payload, f, protocol=pickle.HIGHEST_PROTOCOL)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # atomic: a reader sees the old or the new checkpoint, never half of one
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    # a reader sees the old or the new checkpoint, never half of one
+    return atomic.write_pickle(os.path.join(directory, CHECKPOINT_NAME), payload)
 
 
 def load_checkpoint(directory: str, fingerprint: str):

@@ -12,7 +12,6 @@ import dataclasses
 import sys
 from typing import Callable
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 

@@ -26,7 +26,6 @@ import dataclasses
 import math
 import os
 import sys
-import time
 
 __all__ = ["KSR1DRow", "run", "as_records", "format_table", "plot", "PRETRAINED", "NOTEBOOK_SECONDS_PER_STEP"]
 

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dftjax import atomic
 from dftjax.ofdft import data1d, krr, neural, solver
 
 KCAL = data1d.HARTREE_TO_KCAL_PER_MOL
@@ -190,8 +191,7 @@ def main(argv=None):
                                            channels=(32, 32, 32) if kernel == 1 else (16, 16, 16))
             rows += run_neural(args.electrons, sizes, test, options, name, args.save_dir)
         if args.out:
-            with open(args.out, "w") as f:
-                json.dump(rows, f, indent=1)
+            atomic.write_json(args.out, rows, indent=1)
     return rows
 
 

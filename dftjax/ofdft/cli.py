@@ -13,8 +13,6 @@ finite-difference Schroedinger equation), or a path to a file written by ``train
 from __future__ import annotations
 
 import functools
-import json
-import os
 import pathlib
 import sys
 import time

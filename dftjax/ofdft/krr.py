@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dftjax.ofdft._io import atomic_savez
+from dftjax import atomic
 
 Array = jnp.ndarray
 
@@ -144,7 +144,7 @@ def local_pca_basis(training_densities: Array, density: Array, n_neighbours: int
 
 def save(model: KernelRidgeModel, path, **metadata) -> None:
     """Write the model (and JSON-able metadata such as n_electrons) to an ``.npz`` file."""
-    atomic_savez(path, kind="krr", **{k: np.asarray(v) for k, v in model._asdict().items()},
+    atomic.savez(path, kind="krr", **{k: np.asarray(v) for k, v in model._asdict().items()},
              **{f"meta_{k}": np.asarray(v) for k, v in metadata.items()})
 
 

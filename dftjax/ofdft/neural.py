@@ -35,7 +35,7 @@ import numpy as np
 import optax
 
 from dftjax.ofdft import box
-from dftjax.ofdft._io import atomic_savez
+from dftjax import atomic
 from functionals.kinetic import thomas_fermi_1d
 
 Array = jnp.ndarray
@@ -182,7 +182,7 @@ def train(densities, kinetic_energies, kinetic_derivatives, dx: float, n_electro
 def save(model: NeuralModel, path, **metadata) -> None:
     """Write parameters, architecture and metadata to an ``.npz`` file."""
     leaves, _ = jax.tree_util.tree_flatten(model.params)
-    atomic_savez(path, kind="neural", channels=np.asarray(model.module.channels),
+    atomic.savez(path, kind="neural", channels=np.asarray(model.module.channels),
              kernel_size=model.module.kernel_size, density_scale=model.module.density_scale,
              energy_scale=model.module.energy_scale, base="" if model.base is None else model.base,
              dx=model.dx, n_leaves=len(leaves), **{f"leaf_{i}": np.asarray(x) for i, x in enumerate(leaves)},

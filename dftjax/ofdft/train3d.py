@@ -37,8 +37,8 @@ import numpy as np
 import optax
 
 from basis.molecule import Molecule, make_molecule
+from dftjax import atomic
 from dftjax.ofdft import molecular
-from dftjax.ofdft._io import atomic_savez
 from functionals import kinetic as kinetic_functionals
 from functionals.features import restricted_features_from_density_matrix
 
@@ -236,7 +236,7 @@ def save_pauli(params, path, **metadata) -> None:
     """Atomically write MLP parameters (and JSON-able metadata) to an ``.npz`` file."""
     arrays = {f"w{i}": np.asarray(w) for i, w in enumerate(params["weights"])}
     arrays.update({f"b{i}": np.asarray(b) for i, b in enumerate(params["biases"])})
-    atomic_savez(path, n_layers=len(params["weights"]), metadata=json.dumps(metadata), **arrays)
+    atomic.savez(path, n_layers=len(params["weights"]), metadata=json.dumps(metadata), **arrays)
 
 
 def load_pauli(path: str = DEFAULT_MODEL):
@@ -327,8 +327,7 @@ def main(argv=None):
             _progress(f"{label}: T_s {reference.kinetic_energy:.6f}  Pauli target {samples[-1].pauli_target:.6f} Ha"
                       f"  |g_rest| {np.linalg.norm(samples[-1].gradient_rest):.3e}  ({time.perf_counter() - start:.0f} s)")
         if args.cache:
-            with open(args.cache, "wb") as f:
-                pickle.dump((samples, references), f)
+            atomic.write_pickle(args.cache, (samples, references))
     training = PauliTrainingOptions(steps=args.steps, gradient_weight=args.gradient_weight)
     params, history = train(samples, training, verbose=True)
     save_pauli(params, args.out, xc=options.xc, basis=options.basis, grid_level=options.grid_level,
@@ -342,8 +341,7 @@ def main(argv=None):
         for model in ("learned", "tfvw"):
             report[f"{part}_relative_mae_kcal_per_mol_{model}"] = relative_energy_errors(report[part], model)
     if args.report:
-        with open(args.report, "w") as f:
-            json.dump(report, f, indent=1)
+        atomic.write_json(args.report, report, indent=1)
     return report
 
 

@@ -38,6 +38,8 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from dftjax import atomic
+
 #: Default basis of the cached reference: small, so CCSD(T) and training stay cheap; a same-basis
 #: comparison only (CCSD(T)/6-31G atomization energies are far from the basis-set limit).
 DEFAULT_BASIS = "6-31g"
@@ -242,21 +244,6 @@ def ccsd_t_reference(system: System, basis: str) -> tuple[dict, np.ndarray]:
     return energies, dms
 
 
-def _atomic_write_json(path: str, payload: dict) -> None:
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w") as handle:
-        json.dump(payload, handle, indent=1, sort_keys=True)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-def _atomic_write_npz(path: str, arrays: dict) -> None:
-    tmp = f"{path}.tmp.{os.getpid()}.npz"
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
-
-
 def _progress(message: str) -> None:
     print(f"[xc3d data] {message}", file=sys.stderr, flush=True)
 
@@ -308,11 +295,11 @@ def make_reference_data(names: Iterable[str], *, basis: str = DEFAULT_BASIS, out
                          "wall_time_s": round(time.perf_counter() - start, 2)}
         densities[name] = dms.astype(np.float32)
         _update_atomization(systems)
-        _atomic_write_npz(os.path.join(out_dir, DENSITY_FILE), densities)
-        _atomic_write_json(os.path.join(out_dir, REFERENCE_FILE), payload)
+        atomic.savez(os.path.join(out_dir, DENSITY_FILE), compressed=True, **densities)
+        atomic.write_json(os.path.join(out_dir, REFERENCE_FILE), payload, indent=1, sort_keys=True)
         progress(f"{name}: E_CCSD(T) = {energies['e_ccsd_t']:.8f} Ha ({time.perf_counter() - start:.1f} s)")
     _update_atomization(systems)
-    _atomic_write_json(os.path.join(out_dir, REFERENCE_FILE), payload)
+    atomic.write_json(os.path.join(out_dir, REFERENCE_FILE), payload, indent=1, sort_keys=True)
     return payload
 
 

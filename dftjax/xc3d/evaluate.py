@@ -25,6 +25,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from dftjax import atomic
 from dftjax.xc3d.data import ORIENTATION_DEGENERATE, Reference, atom_key
 
 KCAL_PER_HARTREE = 627.509474
@@ -52,13 +53,6 @@ def density_error(reference: Reference, dm: np.ndarray, basis: str,
         rho = np.einsum("gi,ij,gj->g", ao, delta, ao)
         total += float(np.sum(grids.weights[start:start + 8192] * np.abs(rho)))
     return total
-
-
-def _write_json(path: str, payload: dict) -> None:
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w") as handle:
-        json.dump(payload, handle, indent=1, sort_keys=True)
-    os.replace(tmp, path)
 
 
 def run_functional(xc: str, references: dict[str, Reference], basis: str, *, grid_level: int = 1,
@@ -104,7 +98,7 @@ def run_functional(xc: str, references: dict[str, Reference], basis: str, *, gri
         progress(f"{label} {name}: E = {result.energy:.8f} (ref {reference.energy:.8f}), converged="
                  f"{result.converged}, int|drho| = {results[name]['density_error']:.4f}")
         if cache_path:
-            _write_json(cache_path, cache)
+            atomic.write_json(cache_path, cache, indent=1, sort_keys=True)
     return {name: results[name] for name in references}
 
 
