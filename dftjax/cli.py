@@ -128,6 +128,7 @@ def cmd_scf(args) -> dict:
         "iterations": result.iterations,
         "attempts": list(result.attempts),
         "wall_time_s": result.wall_time_s,
+        "timings_s": result.timings,
         "n_basis": result.n_basis,
         "xc": result.xc,
         "basis": result.basis,

@@ -127,8 +127,17 @@ def make_loss(groups: Sequence[Group], xc, options: KSROptions) -> Callable[[Any
     count = sum(int(g.energies.shape[0]) for g in groups)
 
     def loss(params):
-        total = 0.0
-        for group in groups:
+        total = jnp.zeros(())
+        for index, group in enumerate(groups):
+            if index:
+                # the groups run one after another: XLA's CPU runtime may otherwise run two groups'
+                # batched eigh kernels concurrently, and both then wait on sub-tasks queued in the
+                # same intra-op thread pool; with 2 cores that deadlocked (jaxlib 0.10.2, H2 + H4).
+                # A real data dependency orders them (XLA keeps x * 0.0 for floats; an
+                # optimization_barrier did not order the CPU runtime's thunks); values and
+                # gradients are unchanged.
+                after = 0.0 * jax.lax.stop_gradient(total)
+                params = jax.tree_util.tree_map(lambda p, a=after: p + a.astype(p.dtype), params)
             _, trajectory = run_group(group, xc, params, k)
             errors = trajectory.total_energy - group.energies[:, None]           # (m, K)
             energy_loss = jnp.sum(errors**2 * weights[None, :])

@@ -242,8 +242,12 @@ def _jsonable(value):
 
 
 def as_json(runs: list[SuiteRun], quick: bool) -> dict:
+    import jax
+
     return {
         "quick": quick,
+        # "cold" times include compilation only when no persistent cache served it (DFTJAX_CACHE_DIR="")
+        "compilation_cache": jax.config.jax_compilation_cache_dir or None,
         "wall_time_s": sum(r.wall_time_s for r in runs),
         "suites": {r.name: {"peer": r.peer, "wall_time_s": r.wall_time_s, "error": r.error, "results": r.records}
                    for r in runs},

@@ -6,7 +6,11 @@ energies and their difference (dftjax on its own grid, which matches PySCF's con
 dftjax cold time (first call in the process: integrals, grid, tracing, compilation, SCF), the warm
 time (a second full ``run_scf`` with everything compiled: integrals, grid, AO values and the SCF
 loop are recomputed, only compilation is reused), PySCF's time for ``mf.kernel()`` (from
-building its grids to convergence), and the ratios warm / PySCF and cold / PySCF.
+building its grids to convergence), and the ratios warm / PySCF and cold / PySCF. Both dftjax
+times are split into setup (basis, integrals, grid, AO values, initial guess) and solve (the SCF
+loop), each including its compilation when cold. A persistent compilation cache (``DFTJAX_CACHE_DIR``,
+on by default in the CLI) turns "cold" into "first call with cached executables": set
+``DFTJAX_CACHE_DIR=`` for a true cold start.
 
 Exact four-centre J/K is skipped above ``MAX_NAO_EXACT`` basis functions (the ERI tensor is
 stored in memory, nao^4 x 8 bytes).
@@ -42,6 +46,12 @@ class SCFTiming:
     cold_s: float
     warm_s: float
     pyscf_s: float
+    # where the time goes (SCFResult.timings): setup = basis, integrals, grid, AO values, guess
+    # (+ their compilation when cold); solve = the SCF loop (+ its compilation when cold)
+    cold_setup_s: float = float("nan")
+    cold_solve_s: float = float("nan")
+    warm_setup_s: float = float("nan")
+    warm_solve_s: float = float("nan")
 
     @property
     def ratio_warm(self) -> float:
@@ -86,7 +96,9 @@ def run(molecules=("water", "benzene", "hexane"), functionals=FUNCTIONALS, densi
                 cold = run_scf(molecule, options)
                 warm = run_scf(molecule, options)
                 row = SCFTiming(name, basis, xc, df, nao, warm.energy, float(energy_ref), warm.iterations,
-                                int(cycles_ref), cold.wall_time_s, warm.wall_time_s, pyscf_s)
+                                int(cycles_ref), cold.wall_time_s, warm.wall_time_s, pyscf_s,
+                                cold.timings["setup"], cold.timings["solve"], warm.timings["setup"],
+                                warm.timings["solve"])
                 results.append(row)
                 if progress:
                     print(f"[bench scf] {name} {xc} df={df}: dE={row.energy - row.energy_pyscf:.1e} "
@@ -102,13 +114,15 @@ def as_records(results: list[SCFTiming]) -> list[dict]:
 
 def format_table(results: list[SCFTiming]) -> str:
     header = (f"{'molecule':<9} {'xc':<6} {'J/K':<5} {'nao':>4} {'E dftjax (Ha)':>16} {'E - E_PySCF':>12} "
-              f"{'iter':>9} {'cold s':>8} {'warm s':>8} {'PySCF s':>8} {'warm/PySCF':>10} {'cold/PySCF':>10}")
+              f"{'iter':>9} {'cold s':>8} {'warm s':>8} {'PySCF s':>8} {'warm/PySCF':>10} {'cold/PySCF':>10} "
+              f"{'cold set/scf':>13} {'warm set/scf':>13}")
     lines = [header]
     for r in results:
         lines.append(
             f"{r.molecule:<9} {r.xc:<6} {'DF' if r.density_fit else 'exact':<5} {r.nao:>4} {r.energy:>16.9f} "
             f"{r.energy - r.energy_pyscf:>12.2e} {f'{r.iterations}/{r.iterations_pyscf}':>9} {r.cold_s:>8.2f} "
-            f"{r.warm_s:>8.2f} {r.pyscf_s:>8.2f} {r.ratio_warm:>10.2f} {r.ratio_cold:>10.2f}")
+            f"{r.warm_s:>8.2f} {r.pyscf_s:>8.2f} {r.ratio_warm:>10.2f} {r.ratio_cold:>10.2f} "
+            f"{f'{r.cold_setup_s:.1f}/{r.cold_solve_s:.1f}':>13} {f'{r.warm_setup_s:.2f}/{r.warm_solve_s:.2f}':>13}")
     if results:
         lines.append(f"warm/PySCF: median {np.median([r.ratio_warm for r in results]):.2f} "
                      f"(goal <= 0.5); cold/PySCF: median {np.median([r.ratio_cold for r in results]):.2f} (goal <= 2)")

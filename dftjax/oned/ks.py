@@ -279,7 +279,14 @@ def xc_energy_and_potential(xc: EnergyDensity, params, spin_density: Array, dx: 
 
 
 def _lowest_eigenpairs(potentials: Array, k: int, discretization: Discretization):
-    """Lowest k eigenvalues (c, k) and eigenvectors (c, n, k) of ``T + diag(v)`` for potentials (c, n)."""
+    """Lowest k eigenvalues (c, k) and eigenvectors (c, n, k) of ``T + diag(v)`` for potentials (c, n).
+
+    With parity blocks, the even and odd Hamiltonians go to LAPACK as one batch (the smaller block
+    padded by a decoupled level above the Gershgorin bound of the spectrum): two independent batched
+    ``eigh`` calls in one executable can be run concurrently by XLA's CPU runtime, and each then
+    waits on sub-tasks in the same intra-op thread pool; on a 2-core machine that deadlocked
+    (jaxlib 0.10.2, spin-polarised H3 with parity).
+    """
     if discretization.even is None:
         hamiltonians = discretization.kinetic[None, :, :] + jax.vmap(jnp.diag)(potentials)
         eigenvalues, vectors = jnp.linalg.eigh(hamiltonians)
@@ -287,13 +294,24 @@ def _lowest_eigenpairs(potentials: Array, k: int, discretization: Discretization
     blocks = [(discretization.even, discretization.kinetic_even)]
     if k > 1:
         blocks.append((discretization.odd, discretization.kinetic_odd))
-    values, vectors = [], []
+    size = max(basis.shape[1] for basis, _ in blocks)
+    hamiltonians = []
     for basis, kinetic in blocks:
         # basis functions have disjoint supports: U^T diag(v) U = diag(U^2^T v)
         block = kinetic[None, :, :] + jax.vmap(jnp.diag)(potentials @ basis**2)
-        e, u = jnp.linalg.eigh(block)
-        values.append(e[:, :k])
-        vectors.append(jnp.einsum("na,cak->cnk", basis, u[:, :, :k]))
+        pad = size - basis.shape[1]
+        if pad:
+            level = jax.lax.stop_gradient(2.0 * jnp.max(jnp.sum(jnp.abs(block), axis=2)) + 1.0)
+            block = jnp.pad(block, ((0, 0), (0, pad), (0, pad)))
+            block = block + jnp.diag(jnp.concatenate([jnp.zeros(basis.shape[1]), jnp.full(pad, level)]))
+        hamiltonians.append(block)
+    channels = potentials.shape[0]
+    e, u = jnp.linalg.eigh(jnp.concatenate(hamiltonians, axis=0))
+    values, vectors = [], []
+    for index, (basis, _) in enumerate(blocks):
+        rows = slice(index * channels, (index + 1) * channels)
+        values.append(e[rows, :k])
+        vectors.append(jnp.einsum("na,cak->cnk", basis, u[rows, :basis.shape[1], :k]))
     values, vectors = jnp.concatenate(values, axis=1), jnp.concatenate(vectors, axis=2)
     order = jnp.argsort(values, axis=1)[:, :k]
     return (jnp.take_along_axis(values, order, axis=1),

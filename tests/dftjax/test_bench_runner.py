@@ -79,6 +79,7 @@ def test_failed_suite_is_reported_and_the_others_still_run(fake_suites, tmp_path
     summary = runner.format_summary(runs)
     assert "FAILED" in summary and "ratio largest 1.5" in summary and "error_mha largest -0.3" in summary
     document = runner.as_json(runs, quick=False)
+    assert "compilation_cache" in document  # says whether "cold" times include compilation
     assert json.loads(json.dumps(document))["suites"]["good"]["results"][1]["ratio"] == 1.5
     runner.write_csv(runs, tmp_path / "bench.csv")
     rows = list(csv.DictReader(open(tmp_path / "bench.csv")))

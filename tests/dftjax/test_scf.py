@@ -34,6 +34,8 @@ def test_restricted_water_matches_pyscf_on_the_same_grid(xc):
     parts = result.energy_parts
     assert abs(sum(parts.values()) - result.energy) < 1e-10
     assert result.homo_lumo_gap > 0.1
+    assert set(result.timings) == {"setup", "solve", "properties"} and min(result.timings.values()) >= 0
+    assert sum(result.timings.values()) == pytest.approx(result.wall_time_s)
 
 
 @pytest.mark.slow
