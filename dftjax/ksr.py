@@ -118,6 +118,15 @@ def run_group(group: Group, xc, params, num_iterations: int):
                                            num_iterations))(group.systems)
 
 
+def _after(tree, zero):
+    """``tree`` with ``zero`` (a computed 0.0) added to every floating leaf: a data dependency."""
+    def add(leaf):
+        leaf = jnp.asarray(leaf)
+        return leaf + zero.astype(leaf.dtype) if jnp.issubdtype(leaf.dtype, jnp.floating) else leaf
+
+    return jax.tree_util.tree_map(add, tree)
+
+
 def make_loss(groups: Sequence[Group], xc, options: KSROptions) -> Callable[[Any], jnp.ndarray]:
     """``loss(params) -> ()`` of the module docstring over the molecules of ``groups``."""
     k = options.num_iterations
@@ -133,11 +142,13 @@ def make_loss(groups: Sequence[Group], xc, options: KSROptions) -> Callable[[Any
                 # the groups run one after another: XLA's CPU runtime may otherwise run two groups'
                 # batched eigh kernels concurrently, and both then wait on sub-tasks queued in the
                 # same intra-op thread pool; with 2 cores that deadlocked (jaxlib 0.10.2, H2 + H4).
-                # A real data dependency orders them (XLA keeps x * 0.0 for floats; an
-                # optimization_barrier did not order the CPU runtime's thunks); values and
-                # gradients are unchanged.
+                # A real data dependency of every input orders them (XLA keeps x * 0.0 for
+                # floats; an optimization_barrier did not order the CPU runtime's thunks, and the
+                # initial non-interacting eigh depends on the systems only); values and gradients
+                # are unchanged.
                 after = 0.0 * jax.lax.stop_gradient(total)
-                params = jax.tree_util.tree_map(lambda p, a=after: p + a.astype(p.dtype), params)
+                params, systems = _after((params, group.systems), after)
+                group = group._replace(systems=systems)
             _, trajectory = run_group(group, xc, params, k)
             errors = trajectory.total_energy - group.energies[:, None]           # (m, K)
             energy_loss = jnp.sum(errors**2 * weights[None, :])
