@@ -178,10 +178,13 @@ functional is trained on the *output of K unrolled Kohn-Sham iterations*, differ
 every iteration. The model is a 1D H2 molecule with exponential-Coulomb interactions (Baker et al.,
 PRB 91, 235141 (2015)), for which exact (DMRG) energies and densities ship with dftjax.
 
-Training uses only two bond lengths, R = 1.28 and 3.84 bohr; the loss is
+Training uses only two bond lengths, R = 1.28 and 3.84 bohr; with K = 15 iterations the loss is
 
-$$L = \\text{mean}_m \\frac{\\sum_k w_k (E_{k,m} - E_m^\\text{DMRG})^2}{\\sum_k w_k}
-      + \\text{mean}_m \\int (n_{K,m} - n_m^\\text{DMRG})^2 dx, \\qquad w_k = 0.9^{K-1-k}.$$
+$$L = \\text{mean}_m \\frac{\\sum_{k \\ge 10} w_k (E_{k,m} - E_m^\\text{DMRG})^2}{\\sum_{k \\ge 10} w_k}
+      + \\frac{1}{4}\\,\\text{mean}_m \\int (n_{K,m} - n_m^\\text{DMRG})^2 dx, \\qquad w_k = 0.9^{K-1-k}:$$
+
+the discounted energy trajectory of the last 5 iterations (the first 10 are far from converged
+whatever the functional) and the final density, weighted 1/4, as in the paper's code.
 
 The trained functional is then tested on 32 bond lengths from 0.4 to 6 bohr, against DMRG and
 against the 1D LDA. Energies are in hartree (errors in mHa), lengths in bohr; total energies include
@@ -193,8 +196,8 @@ import numpy as np
 import matplotlib.pyplot as plt
 
 import dftjax  # float64
-from dftjax.ksr import KSROptions
-from dftjax.oned import data
+from dftjax import ksr
+from dftjax.oned import cli, data
 from dftjax.oned.experiment import CHEMICAL_ACCURACY, h2_experiment
 
 dataset = data.load_dataset("h2")
@@ -205,25 +208,35 @@ print("validation bond lengths (bohr):", [r / 100 for r in data.H2_VALIDATION_DI
     ("markdown", '''\
 ## Training
 
-The `global` model of the paper: a convolutional network on the density with a learned global
-(exponential-kernel) convolution and a self-interaction gate. Each optimiser step runs K = 15
-damped Kohn-Sham iterations for both training molecules (`lax.scan`, vmapped over the molecules) and
-back-propagates through all of them; optax L-BFGS, as in the paper. The parameters of the lowest
-validation loss (R = 1.68 and 4.40 bohr, checked every 5 steps) are kept.
+The `global` model of the paper: a convolutional network on the density (bias-free convolutions,
+negativity transform -silu on the output) with a learned global (exponential-kernel) convolution and
+a self-interaction gate. Each optimiser step runs K = 15 damped Kohn-Sham iterations for both
+training molecules (`lax.scan`, vmapped over the molecules; linear density mixing 0.5 whose output
+fraction decays by 0.9 per iteration) and back-propagates through all of them; optax L-BFGS, as in
+the paper. The parameters of the lowest validation loss (R = 1.68 and 4.40 bohr, checked every 5
+steps) are kept.
 
-The paper trains to convergence; to stay within a few minutes on a CPU we run 100 L-BFGS steps
-(`dftjax train ksr1d --steps 200` gives the README's 0.96 mHa).'''),
+The settings are those of `dftjax train ksr1d` (taken from `dftjax.oned.cli`, so the notebook and the
+command line cannot drift apart): 150 L-BFGS steps, about 2 minutes on two CPU cores.'''),
     ("code", '''\
-steps = 3 if QUICK else 100
-options = KSROptions(steps=steps, num_iterations=15, optimizer="lbfgs", seed=0)
+import argparse
+
+# the defaults of `dftjax train ksr1d`, read from its own argument parser and constants
+parser = argparse.ArgumentParser()
+cli.add_ksr1d(parser.add_subparsers())
+defaults = parser.parse_args(["ksr1d"])
+options = ksr.KSROptions(steps=3 if QUICK else defaults.steps, num_iterations=defaults.iterations,
+                         optimizer=defaults.optimizer, seed=defaults.seed, **cli.DEFAULT_TRAINING)
+model_options = cli.DEFAULT_MODEL_OPTIONS[defaults.model]
+print(options)
+print(f"model {defaults.model!r} with options {model_options}")
 
 def progress(message, every=10):
     # the trainer reports every step; print every tenth one
     if not message.startswith("step") or int(message.split()[1].split("/")[0]) % every == 0:
         print(message, flush=True)
 
-start = time.perf_counter()
-result = h2_experiment("global", options, progress=progress)
+result = h2_experiment(defaults.model, options, model_options=model_options, progress=progress)
 print(f"{result['steps']} steps in {result['train_time_s']:.0f} s of training "
       f"({result['wall_time_s']:.0f} s with testing and LDA); best validation at step {result['best_step']}")'''),
     ("markdown", '''\
@@ -231,10 +244,10 @@ print(f"{result['steps']} steps in {result['train_time_s']:.0f} s of training "
 
 Mean absolute error of the total energy over the 32 test geometries, against DMRG.'''),
     ("code", '''\
-print(f"KSR-global: MAE {result['mae_mha']:.2f} mHa, max error {result['max_error_mha']:.2f} mHa, "
-      f"mean int|n - n_DMRG| dx = {result['mean_density_error']:.3f}")
-print(f"LDA:        MAE {result['lda_mae_mha']:.2f} mHa, max error {result['lda_max_error_mha']:.2f} mHa, "
-      f"mean int|n - n_DMRG| dx = {result['lda_mean_density_error']:.3f}")
+print(f"KSR-global: MAE {result['mae_mha']:.3f} mHa, max error {result['max_error_mha']:.3f} mHa, "
+      f"mean int|n - n_DMRG| dx = {result['mean_density_error']:.4f}")
+print(f"LDA:        MAE {result['lda_mae_mha']:.3f} mHa, max error {result['lda_max_error_mha']:.3f} mHa, "
+      f"mean int|n - n_DMRG| dx = {result['lda_mean_density_error']:.4f}")
 within = sum(abs(row["energy"] - row["dmrg_energy"]) < CHEMICAL_ACCURACY for row in result["test"])
 print(f"KSR within chemical accuracy (1.6 mHa) at {within} of {len(result['test'])} test bond lengths")'''),
     ("code", '''\
@@ -244,7 +257,7 @@ e_ksr = np.array([row["energy"] for row in rows])
 e_lda = np.array([row["lda_energy"] for row in rows])
 e_dmrg = np.array([row["dmrg_energy"] for row in rows])
 
-fig, (top, bottom) = plt.subplots(2, 1, figsize=(6, 6.5), sharex=True)
+fig, (top, middle, bottom) = plt.subplots(3, 1, figsize=(6, 8), sharex=True, height_ratios=(2, 1, 1))
 top.plot(r, e_dmrg, "k-", label="DMRG (exact)")
 top.plot(r, e_lda, "--", color="tab:orange", label="LDA")
 top.plot(r, e_ksr, "o", color="tab:blue", ms=4, label="KSR-global")
@@ -253,12 +266,15 @@ for x in (1.28, 3.84):
 top.set_ylabel("E + V_nn (Ha)")
 top.set_title("1D H2 dissociation (training geometries: grey lines)")
 top.legend()
-bottom.axhspan(-1.6, 1.6, color="0.9", label="chemical accuracy")
+# the errors on their own scales: the LDA's are ~50 times the KSR's
+middle.axhspan(-1.6, 1.6, color="0.9", label="chemical accuracy")
+middle.plot(r, (e_ksr - e_dmrg) * 1e3, "o-", color="tab:blue", ms=4, label="KSR-global")
+middle.set_ylabel("E - E_DMRG (mHa)")
+middle.legend(fontsize=8)
 bottom.plot(r, (e_lda - e_dmrg) * 1e3, "--", color="tab:orange", label="LDA")
-bottom.plot(r, (e_ksr - e_dmrg) * 1e3, "o-", color="tab:blue", ms=4, label="KSR-global")
 bottom.set_xlabel("R (bohr)")
 bottom.set_ylabel("E - E_DMRG (mHa)")
-bottom.legend()
+bottom.legend(fontsize=8)
 fig.tight_layout()'''),
     ("code", '''\
 history = result["history"]
@@ -271,6 +287,24 @@ ax.set_xlabel("L-BFGS step")
 ax.set_ylabel("loss (Ha^2)")
 ax.legend()
 fig.tight_layout()'''),
+    ("markdown", '''\
+## The shipped parameters
+
+`dftjax/oned/models/ksr1d_h2_global.npz` holds the parameters written by
+`dftjax train ksr1d --save-params` with the same defaults. Evaluating them (0 training steps) on the
+same 32 test geometries needs no training; with the same seed and settings, the run above should
+reproduce them up to floating-point differences between machines.'''),
+    ("code", '''\
+import pathlib
+
+shipped_path = pathlib.Path(dftjax.oned.__file__).parent / "models" / "ksr1d_h2_global.npz"
+shipped_params, metadata = ksr.load_params(str(shipped_path))
+print("shipped:", {k: metadata[k] for k in ("model", "model_options", "steps", "best_step")})
+shipped = h2_experiment("global", ksr.KSROptions(**{**metadata["options"], "steps": 0}), params=shipped_params,
+                        model_options=metadata["model_options"], with_lda=False, progress=lambda message: None)
+print(f"shipped KSR-global: MAE {shipped['mae_mha']:.3f} mHa, max error {shipped['max_error_mha']:.3f} mHa")
+difference = max(abs(a["energy"] - b["energy"]) for a, b in zip(shipped["test"], result["test"])) * 1e3
+print(f"max |E(this run) - E(shipped)| over the test geometries = {difference:.2e} mHa")'''),
 ]
 
 OFDFT_1D = [

@@ -63,10 +63,16 @@ def check_first_scf(text: str) -> None:
 
 
 def check_ksr(text: str) -> None:
-    ksr = _number(r"KSR-global: MAE (\S+) mHa", text)
-    lda = _number(r"LDA: +MAE (\S+) mHa", text)
-    assert 40.0 < lda < 70.0  # the 1D LDA misses the stretched bond (README: 54.7 mHa)
-    assert ksr < 10.0 and ksr < lda / 5  # trained on two geometries, tested on 32
+    ksr = _number(r"(?m)^KSR-global: MAE (\S+) mHa", text)
+    worst = _number(r"(?m)^KSR-global: MAE \S+ mHa, max error (\S+) mHa", text)
+    lda = _number(r"(?m)^LDA: +MAE (\S+) mHa", text)
+    assert 40.0 < lda < 70.0  # the 1D LDA misses the stretched bond (measured 54.73 mHa)
+    # trained on two geometries, tested on 32, with the CLI's defaults: measured MAE 0.605 mHa, max
+    # 1.467 mHa; the bounds are the paper's chemical accuracy and twice the measured max, margins for
+    # rounding differences between machines that 150 L-BFGS steps can amplify
+    assert ksr < 1.6 and worst < 3.0
+    # fixed parameters, evaluated by the same code that wrote their metadata (0.6049 mHa)
+    assert abs(_number(r"(?m)^shipped KSR-global: MAE (\S+) mHa", text) - 0.605) < 0.01
 
 
 def check_ofdft(text: str) -> None:
@@ -171,7 +177,7 @@ def test_executor_stores_streams_results_figures_and_stops_at_an_error(tmp_path)
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_notebook_runs_top_to_bottom(name, tmp_path):
-    """The shipped settings, fresh: 1-5 minutes each on 2 idle cores (notebooks/README.md)."""
+    """The shipped settings, fresh: 20 s to 3 minutes each on 2 idle cores (notebooks/README.md)."""
     output = tmp_path / name
     process = _execute(NOTEBOOKS / name, output)
     assert process.returncode == 0, process.stderr[-3000:]
