@@ -337,7 +337,7 @@ def _commutator(system: KSSystem, fock, dm):
 def _initial_state(static, mixer, params, system, dm0) -> SCFState:
     fock, parts = _fock_and_energy(static.functional, params, system, dm0)
     gradient_norm = jnp.linalg.norm(_commutator(system, fock, dm0))
-    return SCFState(dm0, fock, parts.total, jnp.asarray(jnp.inf), gradient_norm, mixer.init(fock),
+    return SCFState(dm0, fock, parts, jnp.asarray(jnp.inf), gradient_norm, mixer.init(fock),
                     jnp.zeros((), jnp.int32))
 
 
@@ -347,7 +347,7 @@ def _step(static: _Static, mixer, params, system: KSSystem, state: SCFState) -> 
     dm = _aufbau(static, _orbitals(static, system, fock_mixed)[1])
     fock, parts = _fock_and_energy(static.functional, params, system, dm)
     gradient_norm = jnp.linalg.norm(_commutator(system, fock, dm))
-    return SCFState(dm, fock, parts.total, parts.total - state.energy, gradient_norm, mixer_state, state.iteration + 1)
+    return SCFState(dm, fock, parts, parts.total - state.energy, gradient_norm, mixer_state, state.iteration + 1)
 
 
 def _damped_step(static: _Static, beta: float, params, system: KSSystem, state: SCFState) -> SCFState:
@@ -355,7 +355,7 @@ def _damped_step(static: _Static, beta: float, params, system: KSSystem, state: 
     dm = (1.0 - beta) * _aufbau(static, _orbitals(static, system, state.fock)[1]) + beta * state.dm
     fock, parts = _fock_and_energy(static.functional, params, system, dm)
     gradient_norm = jnp.linalg.norm(_commutator(system, fock, dm))
-    return SCFState(dm, fock, parts.total, parts.total - state.energy, gradient_norm, state.mixer, state.iteration + 1)
+    return SCFState(dm, fock, parts, parts.total - state.energy, gradient_norm, state.mixer, state.iteration + 1)
 
 
 def _converge(static: _Static, params, system: KSSystem, dm0) -> SCFState:

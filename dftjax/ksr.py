@@ -179,7 +179,7 @@ def _optimizer(options: KSROptions) -> optax.GradientTransformationExtraArgs:
 
 
 def save_checkpoint(directory: str, state, name: str = CHECKPOINT_NAME) -> str:
-    """Write the pytree ``state`` atomically (temporary file + ``os.replace``) as ``directory/name``;
+    """Write the pytree ``state`` atomically (:func:`dftjax.atomic.write_pickle`) as ``directory/name``;
     returns the path. Shared by the 1D and 3D (:mod:`dftjax.xc3d.train`) trainers."""
     return atomic.write_pickle(os.path.join(directory, name), jax.tree_util.tree_map(np.asarray, state))
 

@@ -48,11 +48,16 @@ class SCFState(NamedTuple):
 
     dm: jax.Array  # (2, nao, nao) spin density matrices used to build the current Fock matrix
     fock: jax.Array  # (2, nao, nao) Fock matrices of dm
-    energy: jax.Array  # () total energy of dm
+    parts: EnergyParts  # energy parts of dm (hartree)
     delta_energy: jax.Array  # () energy change from the previous step
     gradient_norm: jax.Array  # () norm of the orthogonalised commutator X^T (F D S - S D F) X
     mixer: Any  # mixer state (DIIS history)
     iteration: jax.Array  # () int
+
+    @property
+    def energy(self) -> jax.Array:
+        """() total energy of dm."""
+        return self.parts.total
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,7 +118,7 @@ def _step(static: _Static, functional: Functional, mixer, params, system: KSSyst
     gradient_norm = jnp.linalg.norm(_commutator(system, fock, dm_new))
     if static.verbose:
         jax.debug.callback(_report_iteration, state.iteration + 1, energy, energy - state.energy, gradient_norm)
-    return SCFState(dm_new, fock, energy, energy - state.energy, gradient_norm, mixer_state, state.iteration + 1)
+    return SCFState(dm_new, fock, parts, energy - state.energy, gradient_norm, mixer_state, state.iteration + 1)
 
 
 def _report_iteration(iteration, energy, delta, gradient_norm):
@@ -124,7 +129,7 @@ def _report_iteration(iteration, energy, delta, gradient_norm):
 def _initial_state(static, functional, mixer, params, system, dm0):
     fock, parts = fock_and_energy(functional, params, system, dm0, not static.unrestricted)
     gradient_norm = jnp.linalg.norm(_commutator(system, fock, dm0))
-    return SCFState(dm0, fock, parts.total, jnp.asarray(jnp.inf), gradient_norm, mixer.init(fock), jnp.zeros((), jnp.int32))
+    return SCFState(dm0, fock, parts, jnp.asarray(jnp.inf), gradient_norm, mixer.init(fock), jnp.zeros((), jnp.int32))
 
 
 def _converged(static: _Static, state: SCFState):
@@ -182,8 +187,8 @@ class SCFResult:
     basis: str
     unrestricted: bool
     #: wall seconds per phase: ``setup`` (basis, integrals, grid, AO values, initial guess; first
-    #: call includes their compilation), ``solve`` (the SCF loop(s)), ``properties`` (final Fock
-    #: build, orbitals, Mulliken, dipole)
+    #: call includes their compilation), ``solve`` (the SCF loop(s)), ``properties`` (orbitals
+    #: from the last Fock matrix, Mulliken charges, dipole, <S^2>)
     timings: dict = dataclasses.field(default_factory=dict)
 
 
@@ -294,21 +299,12 @@ def run_scf(molecule: Molecule, options: SCFOptions | None = None, *, params=Non
             f"E = {float(state.energy):.10f}, dE = {float(state.delta_energy):.2e}, |g| = {float(state.gradient_norm):.2e}",
             stacklevel=2,
         )
-    result = _result(molecule, options, basis, system, functional, params, state, converged, attempts, 0.0)
-    elapsed = time.perf_counter() - start
-    timings["properties"] = elapsed - timings["setup"] - timings["solve"]
-    return dataclasses.replace(result, wall_time_s=elapsed, timings=timings)
+    return _result(molecule, options, basis, system, state, converged, attempts, start, timings)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 3))
-def _final_fock(xc: str, params, system: KSSystem, closed_shell: bool, dm):
-    """Fock matrices and energy parts of the converged density in one compiled call (op by op,
-    the grid work alone took 6 s for benzene/def2-SVP)."""
-    return fock_and_energy(functional_by_name(xc), params, system, dm, closed_shell)
-
-
-def _result(molecule, options, basis, system, functional, params, state, converged, attempts, elapsed) -> SCFResult:
-    fock, parts = _final_fock(options.xc, params, system, not options.unrestricted, state.dm)
+def _result(molecule, options, basis, system, state, converged, attempts, start, timings) -> SCFResult:
+    # the last SCF step built the Fock matrices and energy parts of state.dm: no rebuild here
+    fock, parts = state.fock, state.parts
     _, mo_energy, mo_coeff = _occupied_dm(system, fock, molecule.nelec)
     mo_energy, mo_coeff = np.asarray(mo_energy), np.asarray(mo_coeff)
     nmo = mo_energy.shape[1]
@@ -334,6 +330,8 @@ def _result(molecule, options, basis, system, functional, params, state, converg
     ca, cb = mo_coeff[0][:, :n_alpha], mo_coeff[1][:, :n_beta]
     sz = 0.5 * (n_alpha - n_beta)
     s2 = sz * (sz + 1) + n_beta - float(np.sum((ca.T @ s @ cb) ** 2))
+    elapsed = time.perf_counter() - start
+    timings = dict(timings, properties=elapsed - timings["setup"] - timings["solve"])
     return SCFResult(
         energy=float(parts.total),
         energy_parts={k: float(v) for k, v in parts._asdict().items()},
@@ -353,6 +351,7 @@ def _result(molecule, options, basis, system, functional, params, state, converg
         xc=options.xc,
         basis=options.basis,
         unrestricted=options.unrestricted,
+        timings=timings,
     )
 
 

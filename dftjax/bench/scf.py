@@ -48,10 +48,10 @@ class SCFTiming:
     pyscf_s: float
     # where the time goes (SCFResult.timings): setup = basis, integrals, grid, AO values, guess
     # (+ their compilation when cold); solve = the SCF loop (+ its compilation when cold)
-    cold_setup_s: float = float("nan")
-    cold_solve_s: float = float("nan")
-    warm_setup_s: float = float("nan")
-    warm_solve_s: float = float("nan")
+    cold_setup_s: float
+    cold_solve_s: float
+    warm_setup_s: float
+    warm_solve_s: float
 
     @property
     def ratio_warm(self) -> float:

@@ -163,10 +163,11 @@ def cmd_train_ksr1d(args) -> dict:
 
         state_params = result.pop("_params", None)
         if state_params is not None:
-            result["saved_params"] = save_params(args.save_params, state_params, model=args.model, model_options=model_options,
-                        experiment=args.experiment, steps=result["steps"], best_step=result["best_step"],
-                        dx=result["dx"], mae_mha=result["mae_mha"], max_error_mha=result["max_error_mha"],
-                        options=result["options"])
+            result["saved_params"] = save_params(
+                args.save_params, state_params, model=args.model, model_options=model_options,
+                experiment=args.experiment, steps=result["steps"], best_step=result["best_step"],
+                dx=result["dx"], mae_mha=result["mae_mha"], max_error_mha=result["max_error_mha"],
+                options=result["options"])
     result.pop("_params", None)
     if args.plot:
         plot_curves(result, args.plot)
