@@ -13,6 +13,10 @@ level ``n``):
 * dftjax's default (full grid response), water only (one more Hessian compilation): within
   1 cm^-1 of PySCF at grid level 3, the size of the grid-weight terms PySCF leaves out.
 
+Measured 2026-11-28 on 2 cores (max |nu - nu_PySCF|): fixed grid water 0.16, NH3 0.038, H2CO
+0.21 cm^-1; full grid response water 0.24 cm^-1 (1533.56, 3905.71, 4023.73 vs PySCF 1533.40,
+3905.96, 4023.80). dftjax's fixed-grid water Hessian 157 s including compilation, PySCF 4 s.
+
 ``thermo.harmonic_analysis`` projects out translations and rotations and uses standard isotope
 masses on both sides.
 """
