@@ -176,8 +176,18 @@ def cmd_bench(args) -> dict:
             raise UsageError(f"{name} {value} must be positive")
     for xc in split(args.xc) or ():
         _functional_or_usage_error(xc)
+    if args.ferminet_python:
+        if "vmc" not in names:
+            raise UsageError("--ferminet-python is an option of the vmc suite; add vmc to the suites")
+        from dftjax.bench.vmc import check_ferminet_python
+
+        try:
+            check_ferminet_python(args.ferminet_python)
+        except ValueError as err:
+            raise UsageError(str(err)) from None
     options = runner.BenchOptions(quick=args.quick, molecules=split(args.molecules), basis_sets=split(args.basis_sets),
-                                  xc=split(args.xc), points=args.points, walkers=args.walkers, repeats=args.repeats)
+                                  xc=split(args.xc), points=args.points, walkers=args.walkers, repeats=args.repeats,
+                                  ferminet_python=args.ferminet_python)
     runs = runner.run_suites(names, options)
     result = runner.as_json(runs, args.quick)
     if args.csv:
@@ -244,7 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--basis-sets", help="integrals: comma-separated list; scf: the first one (default def2-svp)")
     bench.add_argument("--xc", help="scf/functionals/grad: comma-separated functionals")
     bench.add_argument("--points", type=int, help="functionals: grid points (default 1e6, quick 1e5)")
-    bench.add_argument("--walkers", type=int, help="vmc: walkers per evaluation (default 64, quick 32)")
+    bench.add_argument("--walkers", type=int, help="vmc: walkers per evaluation (default 64, quick 16)")
+    bench.add_argument("--ferminet-python", metavar="PYTHON",
+                       help="vmc: an interpreter with FermiNet and kfac-jax installed; times FermiNet's own "
+                            "optimisation step side by side (same network, walkers and moves)")
     bench.add_argument("--repeats", type=int, help="warm timings: median of this many calls (default 3, quick 1)")
     bench.set_defaults(func=cmd_bench)
     for register in _command_modules():

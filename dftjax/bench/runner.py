@@ -42,6 +42,7 @@ class BenchOptions:
     points: int | None = None
     walkers: int | None = None
     repeats: int | None = None
+    ferminet_python: str | None = None
     progress: bool = True
 
 
@@ -158,7 +159,7 @@ def _vmc_kwargs(o: BenchOptions) -> dict:
     if unknown:
         raise ValueError(f"unknown VMC benchmark system {unknown[0]!r}: expected one of {sorted(SYSTEMS)}")
     return dict(systems=systems, walkers=o.walkers or (16 if o.quick else 64), repeats=_repeats(o),
-                mcmc_steps=5 if o.quick else 10, progress=o.progress)
+                mcmc_steps=5 if o.quick else 10, progress=o.progress, ferminet_python=o.ferminet_python)
 
 
 SUITES: dict[str, Suite] = {

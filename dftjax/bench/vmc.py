@@ -13,11 +13,23 @@ and warm (median of ``repeats`` calls):
 
 The numbers are wall times on whatever JAX sees (CPU cores, or the first GPU); in float64 unless
 ``dtype="float32"``.
+
+With ``ferminet_python`` (``dftjax bench vmc --ferminet-python PYTHON``), FermiNet's own code
+(Pfau et al., Phys. Rev. Research 2, 033429 (2020); google-deepmind/ferminet) is timed side by side:
+an interpreter where FermiNet and kfac-jax are installed runs :mod:`dftjax.bench.ferminet_peer`
+with the same network size, walkers and Metropolis moves, once with KFAC (FermiNet's default; set
+against our SPRING step) and once with Adam (set against our Adam step, the same work apart from
+the optimiser). FermiNet needs its own interpreter because it does not run on the JAX that dftjax
+pins (see that module).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
+import os
+import subprocess
 import sys
 
 import jax
@@ -56,16 +68,62 @@ class VMCTiming:
     hessian_cold_s: float
     forward_cold_s: float
     step_cold_s: float
+    step_adam_s: float = math.nan
+    ferminet_kfac_step_s: float = math.nan
+    ferminet_adam_step_s: float = math.nan
 
     @property
     def ratio(self) -> float:
         """forward / Hessian time per local-energy evaluation (< 1: the forward Laplacian is faster)."""
         return self.forward_s / self.hessian_s
 
+    @property
+    def ratio_ferminet(self) -> float:
+        """Our SPRING step / FermiNet's KFAC step (NaN without the peer)."""
+        return self.step_s / self.ferminet_kfac_step_s
+
+    @property
+    def ratio_ferminet_adam(self) -> float:
+        """Our Adam step / FermiNet's Adam step (NaN without the peer)."""
+        return self.step_adam_s / self.ferminet_adam_step_s
+
+
+PEER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ferminet_peer.py")
+
+
+def check_ferminet_python(python: str) -> None:
+    """Raise ValueError unless ``python`` runs and imports ferminet and kfac_jax (seconds)."""
+    try:
+        done = subprocess.run([python, "-c", "import ferminet.train, kfac_jax"], capture_output=True, text=True,
+                              timeout=300)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise ValueError(f"--ferminet-python {python!r} cannot be run: {err}") from None
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise ValueError(f"--ferminet-python {python!r} cannot import FermiNet and kfac-jax: {last}")
+
+
+def ferminet_step_time(python: str, molecule, options, *, walkers: int, mcmc_steps: int, optimizer: str,
+                       dtype: str = "float64", iterations: int = 25) -> float:
+    """Seconds per optimisation step of FermiNet's own code for ``molecule`` (see ferminet_peer.py)."""
+    atoms = [[symbol, [float(c) for c in xyz]] for symbol, xyz in zip(molecule.symbols, molecule.coords)]
+    command = [python, PEER_SCRIPT, "--atoms", json.dumps(atoms), "--electrons", ",".join(map(str, molecule.nelec)),
+               "--walkers", str(walkers), "--optimizer", optimizer, "--mcmc-steps", str(mcmc_steps),
+               "--hidden-one", ",".join(map(str, options.hidden_one)),
+               "--hidden-two", ",".join(map(str, options.hidden_two)),
+               "--determinants", str(options.determinants), "--iterations", str(iterations), "--dtype", dtype]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"FermiNet peer failed ({optimizer}): {done.stderr.strip()[-2000:]}")
+    return float(json.loads(done.stdout.strip().splitlines()[-1])["per_step_s"])
+
 
 def time_system(name: str, *, options=None, walkers: int = 64, repeats: int = 3, mcmc_steps: int = 10,
-                dtype: str = "float64", seed: int = 0) -> VMCTiming:
-    """Time the local energy (both Laplacians) and one optimisation step for ``SYSTEMS[name]``."""
+                dtype: str = "float64", seed: int = 0, ferminet_python: str | None = None) -> VMCTiming:
+    """Time the local energy (both Laplacians) and one optimisation step for ``SYSTEMS[name]``.
+
+    With ``ferminet_python``, also our Adam step and FermiNet's KFAC and Adam steps (same sizes).
+    """
     from qmc.ansatz import FermiNetOptions, make_ansatz
     from qmc.hamiltonian import make_local_energy
     from qmc.mcmc import initial_positions, make_metropolis
@@ -75,7 +133,8 @@ def time_system(name: str, *, options=None, walkers: int = 64, repeats: int = 3,
     if name not in SYSTEMS:
         raise ValueError(f"unknown VMC benchmark system {name!r}: expected one of {sorted(SYSTEMS)}")
     molecule = make_molecule(SYSTEMS[name], unit="bohr")
-    module = make_ansatz("ferminet", molecule, options or FermiNetOptions())
+    options = options or FermiNetOptions()
+    module = make_ansatz("ferminet", molecule, options)
     key_positions, key_params, key_step = jax.random.split(jax.random.PRNGKey(seed), 3)
     positions = initial_positions(key_positions, molecule, walkers).astype(dtype)
     params = jax.jit(module.init)(key_params, positions[0])
@@ -97,31 +156,55 @@ def time_system(name: str, *, options=None, walkers: int = 64, repeats: int = 3,
     step = make_vmc_step(log_abs_psi, local_energy, mcmc, optimizer)
     state = VMCState(params, optimizer.init(params), mcmc.init(params, positions), key_step, jnp.zeros((), jnp.int32))
     times["step"] = time_cold_warm(lambda: step(state), repeats)
+    peer = {}
+    if ferminet_python:
+        adam = make_optimizer("adam", log_abs_psi)
+        adam_step = make_vmc_step(log_abs_psi, local_energy, mcmc, adam)
+        adam_state = state._replace(opt_state=adam.init(params))
+        peer["step_adam_s"] = time_cold_warm(lambda: adam_step(adam_state), repeats)[1]
+        for optimizer_name in ("kfac", "adam"):
+            peer[f"ferminet_{optimizer_name}_step_s"] = ferminet_step_time(
+                ferminet_python, molecule, options, walkers=walkers, mcmc_steps=mcmc_steps,
+                optimizer=optimizer_name, dtype=dtype)
     return VMCTiming(
         system=name, n_elec=int(sum(molecule.nelec)), n_params=int(ravel_pytree(params)[0].size), walkers=walkers,
         dtype=dtype, hessian_s=times["hessian"][1], forward_s=times["forward"][1], step_s=times["step"][1],
         hessian_cold_s=times["hessian"][0], forward_cold_s=times["forward"][0], step_cold_s=times["step"][0],
+        **peer,
     )
 
 
 def run(systems=("He", "LiH", "N2", "CH4"), *, options=None, walkers: int = 64, repeats: int = 3,
-        mcmc_steps: int = 10, dtype: str = "float64", progress: bool = True) -> list[VMCTiming]:
-    """Time every system in ``systems`` (names of :data:`SYSTEMS`); progress lines on stderr."""
+        mcmc_steps: int = 10, dtype: str = "float64", progress: bool = True,
+        ferminet_python: str | None = None) -> list[VMCTiming]:
+    """Time every system in ``systems`` (names of :data:`SYSTEMS`); progress lines on stderr.
+
+    ``ferminet_python``: an interpreter with FermiNet and kfac-jax, to time FermiNet's own step too.
+    """
     unknown = [s for s in systems if s not in SYSTEMS]
     if unknown:
         raise ValueError(f"unknown VMC benchmark system {unknown[0]!r}: expected one of {sorted(SYSTEMS)}")
+    if ferminet_python:
+        check_ferminet_python(ferminet_python)
     results = []
     for name in systems:
-        row = time_system(name, options=options, walkers=walkers, repeats=repeats, mcmc_steps=mcmc_steps, dtype=dtype)
+        row = time_system(name, options=options, walkers=walkers, repeats=repeats, mcmc_steps=mcmc_steps, dtype=dtype,
+                          ferminet_python=ferminet_python)
         results.append(row)
         if progress:
+            peer = ""
+            if not math.isnan(row.ferminet_kfac_step_s):
+                peer = (f"; FermiNet KFAC {row.ferminet_kfac_step_s * 1e3:.1f} ms (ours/FermiNet "
+                        f"{row.ratio_ferminet:.2f}), Adam {row.step_adam_s * 1e3:.1f} vs "
+                        f"{row.ferminet_adam_step_s * 1e3:.1f} ms ({row.ratio_ferminet_adam:.2f})")
             print(f"[bench vmc] {name}: E_L hessian {row.hessian_s * 1e3:.1f} ms, forward {row.forward_s * 1e3:.1f} ms "
-                  f"(ratio {row.ratio:.2f}); step {row.step_s * 1e3:.1f} ms", file=sys.stderr, flush=True)
+                  f"(ratio {row.ratio:.2f}); step {row.step_s * 1e3:.1f} ms{peer}", file=sys.stderr, flush=True)
     return results
 
 
 def as_records(results: list[VMCTiming]) -> list[dict]:
-    return [dict(dataclasses.asdict(r), ratio_forward_hessian=r.ratio) for r in results]
+    return [dict(dataclasses.asdict(r), ratio_forward_hessian=r.ratio, ratio_step_ferminet=r.ratio_ferminet,
+                 ratio_adam_step_ferminet=r.ratio_ferminet_adam) for r in results]
 
 
 def format_table(results: list[VMCTiming]) -> str:
@@ -133,6 +216,14 @@ def format_table(results: list[VMCTiming]) -> str:
         lines.append(
             f"{r.system:<7} {r.n_elec:>4} {r.n_params:>8} {r.walkers:>7} {r.dtype:<8} {r.hessian_s * 1e3:>11.2f} "
             f"{r.forward_s * 1e3:>10.2f} {r.ratio:>8.2f} {r.step_s * 1e3:>9.2f} {cold:>17}")
+    peers = [r for r in results if not math.isnan(r.ferminet_kfac_step_s)]
+    if peers:
+        lines.append(f"{'system':<7} {'SPRING ms':>9} {'FermiNet KFAC ms':>16} {'ratio':>6} {'Adam ms':>8} "
+                     f"{'FermiNet Adam ms':>16} {'ratio':>6}")
+        for r in peers:
+            lines.append(f"{r.system:<7} {r.step_s * 1e3:>9.2f} {r.ferminet_kfac_step_s * 1e3:>16.2f} "
+                         f"{r.ratio_ferminet:>6.2f} {r.step_adam_s * 1e3:>8.2f} {r.ferminet_adam_step_s * 1e3:>16.2f} "
+                         f"{r.ratio_ferminet_adam:>6.2f}")
     big = [r.ratio for r in results if r.n_elec >= 10]
     if big:
         lines.append(f"forward/Hessian at >= 10 electrons: {', '.join(f'{x:.2f}' for x in big)} (goal <= 0.5)")

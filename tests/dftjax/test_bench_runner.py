@@ -104,8 +104,60 @@ def test_cli_quick_json_and_exit_status(fake_suites, capsys):
         (["bench", "scf", "--suite", "vmc"], "suite given twice"),
         (["bench", "functionals", "--points", "0"], "--points 0 must be positive"),
         (["bench", "scf", "--xc", "pbx"], "unknown functional 'pbx'"),
+        (["bench", "scf", "--ferminet-python", "python"], "--ferminet-python is an option of the vmc suite"),
+        (["bench", "vmc", "--ferminet-python", "/no/such/python"], "cannot be run"),
     ],
 )
 def test_bad_input_is_one_line_before_any_work(argv, message, capsys):
     assert cli.main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def _fake_interpreter(tmp_path, body: str) -> str:
+    """An executable standing in for another Python: ``body`` is its shell script."""
+    path = tmp_path / "python"
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_ferminet_peer_without_ferminet_is_a_usage_error(tmp_path, capsys):
+    python = _fake_interpreter(tmp_path, 'echo "ModuleNotFoundError: No module named ferminet" >&2; exit 1\n')
+    assert cli.main(["bench", "vmc", "--ferminet-python", python]) == 2
+    assert "cannot import FermiNet and kfac-jax: ModuleNotFoundError" in capsys.readouterr().err
+
+
+def test_ferminet_peer_command_and_its_answer(tmp_path):
+    """The peer gets the molecule, spins and network size, and its last JSON line is read."""
+    from basis.molecule import make_molecule
+    from dftjax.bench import vmc
+    from qmc.ansatz import FermiNetOptions
+
+    log = tmp_path / "argv"
+    python = _fake_interpreter(tmp_path, f'printf "%s\\n" "$@" > {log}\necho noise\necho \'{{"per_step_s": 0.25}}\'\n')
+    molecule = make_molecule(vmc.SYSTEMS["LiH"], unit="bohr")
+    seconds = vmc.ferminet_step_time(python, molecule, FermiNetOptions(hidden_one=(16, 16), hidden_two=(4, 4)),
+                                     walkers=32, mcmc_steps=7, optimizer="kfac")
+    assert seconds == 0.25
+    argv = log.read_text().splitlines()
+    assert argv[0].endswith("ferminet_peer.py")
+    options = dict(zip(argv[1::2], argv[2::2]))
+    assert options["--electrons"] == "2,2" and options["--walkers"] == "32" and options["--mcmc-steps"] == "7"
+    assert options["--hidden-one"] == "16,16" and options["--hidden-two"] == "4,4" and options["--optimizer"] == "kfac"
+    with pytest.raises(RuntimeError, match="FermiNet peer failed"):
+        vmc.ferminet_step_time(_fake_interpreter(tmp_path, "echo boom >&2; exit 3\n"), molecule, FermiNetOptions(),
+                               walkers=4, mcmc_steps=1, optimizer="adam")
+
+
+def test_ferminet_peer_columns_in_records_and_table():
+    from dftjax.bench import vmc
+
+    row = vmc.VMCTiming(system="He", n_elec=2, n_params=100, walkers=8, dtype="float64", hessian_s=0.004,
+                        forward_s=0.002, step_s=0.05, hessian_cold_s=1.0, forward_cold_s=1.0, step_cold_s=1.0,
+                        step_adam_s=0.01, ferminet_kfac_step_s=0.1, ferminet_adam_step_s=0.02)
+    record = vmc.as_records([row])[0]
+    assert record["ratio_step_ferminet"] == pytest.approx(0.5) and record["ratio_adam_step_ferminet"] == pytest.approx(0.5)
+    assert "FermiNet KFAC ms" in vmc.format_table([row])
+    plain = dataclasses.replace(row, step_adam_s=float("nan"), ferminet_kfac_step_s=float("nan"),
+                                ferminet_adam_step_s=float("nan"))
+    assert "FermiNet" not in vmc.format_table([plain])
