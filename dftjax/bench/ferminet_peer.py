@@ -2,8 +2,10 @@
 
 A standalone script for ``dftjax bench vmc --ferminet-python PYTHON``: it imports only FermiNet
 and its dependencies, never dftjax, because FermiNet and kfac-jax need an older JAX than dftjax
-pins (FermiNet at commit 0ce3411 with kfac-jax at babd853 fails on jax 0.10.2 in
-``jax.device_put_replicated``; it runs on jax 0.7.2). So it runs in that other interpreter:
+pins. A combination that works (2026-11-28): FermiNet 0ce3411 (2026-05-18), kfac-jax 655c143
+(2026-05-11), jax/jaxlib 0.9.2, tfp-nightly (for distrax). Newer kfac-jax or JAX fail inside
+kfac-jax's device handling (``jax.device_put_replicated`` removed in 0.10; sharding assertions
+on 0.7-0.8). So it runs in that other interpreter:
 
     PYTHON ferminet_peer.py --atoms '[["He", [0, 0, 0]]]' --electrons 1,1 --walkers 256 \\
         --optimizer kfac --hidden-one 32,32,32 --hidden-two 8,8,8 --determinants 4
