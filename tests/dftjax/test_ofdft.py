@@ -134,6 +134,30 @@ def test_of_solver_with_von_weizsaecker_recovers_exact_ground_state(paper_n1):
     np.testing.assert_allclose(jnp.sum(result.density, axis=1) * dx, 1.0, atol=1e-12)
 
 
+def test_sine_preconditioner_is_the_dense_one_and_solves_von_weizsaecker(paper_n1):
+    dx = paper_n1.dx
+    size = len(paper_n1.grid) - 2
+    x = jnp.asarray(np.random.default_rng(0).normal(size=size))
+    np.testing.assert_allclose(solver.dst1(solver.dst1(x)), x, atol=1e-12)   # orthonormal DST-I
+    # the box's hard-wall kinetic matrix is diagonal in the sine basis: same eigenvalues, same
+    # (T + 10)^-1/2 as the dense eigendecomposition, to rounding (|T| ~ 1e6 Ha on this grid)
+    t_matrix = np.asarray(box.interior_kinetic_matrix(len(paper_n1.grid)))
+    np.testing.assert_allclose(solver.sine_kinetic_eigenvalues(size, dx), np.linalg.eigvalsh(t_matrix),
+                               rtol=1e-10, atol=1e-6)
+    apply, inverse = solver.sine_preconditioner(size, dx)
+    dense, dense_inverse = solver.default_preconditioner(len(paper_n1.grid))
+    np.testing.assert_allclose(apply(x), dense @ x, atol=1e-10)
+    np.testing.assert_allclose(inverse(x), dense_inverse @ x, rtol=1e-9, atol=1e-7)
+    np.testing.assert_allclose(inverse(apply(x)), x, atol=1e-10)
+    kinetic_fn = functools.partial(box.von_weizsaecker_energy, dx=dx)
+    start = jnp.asarray(2.0 * np.sin(np.pi * paper_n1.grid) ** 2)
+    result = jax.jit(lambda v: solver.minimize_sqrt(kinetic_fn, v, start, 1.0, dx, tolerance=1e-9,
+                                                    preconditioner=(apply, inverse)))(jnp.asarray(paper_n1.potentials[0]))
+    # vW is exact for N = 1: the same energy as the dense-preconditioned test above, to the tolerance
+    np.testing.assert_allclose(result.energy, paper_n1.energies[0], atol=1e-8)
+    assert int(result.iterations) < 100
+
+
 def test_of_solver_unpreconditioned_agrees(paper_n1):
     dx = paper_n1.dx
     kinetic_fn = functools.partial(box.von_weizsaecker_energy, dx=dx)
