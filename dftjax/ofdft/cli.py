@@ -6,9 +6,14 @@ command; each subcommand's ``func(args)`` returns a dict (JSON fields) with a hu
     dftjax ofdft train --electrons 1 --size 100 --model krr --out krr.npz --json
     dftjax ofdft solve --potential "5,0.5,0.05;3,0.45,0.08;2,0.6,0.04" --electrons 1 --json
 
-Models for ``solve --model``: a shipped name (``krr``, ``nn-local``, ``nn-conv``: trained with
-M = 100 for the given N), the analytic ``vw``, ``tfvw`` (lambda = 1), ``exact`` (the
-finite-difference Schroedinger equation), or a path to a file written by ``train``.
+Models for ``solve --model``: a shipped name (trained with M = 100: ``krr`` for N = 1..4,
+``nn-local`` for N = 1; a local network does not learn N >= 2, see README), the analytic ``vw``,
+``tfvw`` (lambda = 1), ``exact`` (the finite-difference Schroedinger equation), or a path to a file
+written by ``train`` (``nn-local``/``nn-conv``, optionally on a ``-vw``/``-tfvw`` base).
+
+``train --checkpoint-dir D`` keeps the resumable training state in D (written atomically); the
+same command rerun after an interruption continues from it and ends with the same model, bit for
+bit. ``train --self-consistent`` also solves the test potentials with the trained model.
 """
 from __future__ import annotations
 
