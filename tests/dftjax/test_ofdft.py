@@ -1,5 +1,7 @@
 """Orbital-free DFT in the 1D box: data generator, KRR and neural functionals, the OF solver."""
+import dataclasses
 import functools
+import pickle
 
 import jax
 import jax.numpy as jnp
@@ -389,17 +391,10 @@ def test_neural_training_resumes_exactly_from_a_checkpoint(tmp_path, paper_n1):
     path = tmp_path / "state.pkl"
     with pytest.raises(Interrupted):
         neural.train(*data, options, callback=interrupt, checkpoint_path=path, checkpoint_every=4)
-    import pickle
     assert pickle.loads(path.read_bytes()).step == 5
     resumed = neural.train(*data, options, checkpoint_path=path, checkpoint_every=4)
     for a, b in zip(jax.tree_util.tree_leaves(reference.params), jax.tree_util.tree_leaves(resumed.params)):
         np.testing.assert_array_equal(a, b)
     # a checkpoint of another run (other options) is refused, not silently continued
     with pytest.raises(ValueError, match="another training run"):
-        neural.train(*data, dataclasses_replace(options, seed=1), checkpoint_path=path)
-
-
-def dataclasses_replace(obj, **changes):
-    import dataclasses
-
-    return dataclasses.replace(obj, **changes)
+        neural.train(*data, dataclasses.replace(options, seed=1), checkpoint_path=path)
