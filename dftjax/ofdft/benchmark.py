@@ -69,6 +69,24 @@ def krr_solve(model: krr.KernelRidgeModel, potentials, n_neighbours: int, n_comp
     return jax.tree_util.tree_map(lambda *x: jnp.concatenate(x), *parts)
 
 
+def neural_solve(model: neural.NeuralModel, potentials, n_electrons: int, start_density,
+                 preconditioner=None, batch: int = 250) -> solver.OFResult:
+    """Self-consistent OF solutions (batched over potentials (P, G)) with a neural functional:
+    L-BFGS in sqrt(n) from ``start_density`` (G,) (the benchmark: the mean test density), at most
+    300 iterations, |grad| < 1e-7, the box preconditioner."""
+    kinetic_fn = functools.partial(neural.kinetic_energy, model)
+    dx = float(model.dx)
+    if preconditioner is None:
+        preconditioner = solver.default_preconditioner(len(start_density))
+    start_density = jnp.asarray(start_density)
+    solve = jax.jit(jax.vmap(lambda v: solver.minimize_sqrt(
+        kinetic_fn, v, start_density, float(n_electrons), dx, max_iterations=300, tolerance=1e-7,
+        preconditioner=preconditioner)))
+    potentials = jnp.asarray(potentials)
+    parts = [solve(potentials[i:i + batch]) for i in range(0, len(potentials), batch)]
+    return jax.tree_util.tree_map(lambda *x: jnp.concatenate(x), *parts)
+
+
 def manifold_spacing(model: krr.KernelRidgeModel) -> float:
     """The largest distance from a training density to its nearest other training density."""
     sq = np.array(krr.squared_distances(model.densities, model.densities, float(model.dx)))
@@ -142,12 +160,7 @@ def run_neural(n_electrons: int, sizes, test: data1d.BoxDataset, options: neural
         kinetic_fn = functools.partial(neural.kinetic_energy, model)
         predicted = jax.jit(jax.vmap(kinetic_fn))(jnp.asarray(test.densities))
         t_mae, t_max = errors(predicted, test.kinetic_energies)
-        solve = jax.jit(jax.vmap(lambda v: solver.minimize_sqrt(
-            kinetic_fn, v, start_density, float(n_electrons), dx, max_iterations=300, tolerance=1e-7,
-            preconditioner=precond)))
-        potentials = jnp.asarray(test.potentials)
-        parts = [solve(potentials[i:i + 250]) for i in range(0, len(potentials), 250)]
-        result = jax.tree_util.tree_map(lambda *x: jnp.concatenate(x), *parts)
+        result = neural_solve(model, test.potentials, n_electrons, start_density, precond)
         sc_mae, sc_max = errors(result.energy, test.energies)
         density_error = float(np.mean(np.sqrt(np.sum((np.asarray(result.density) - test.densities) ** 2, 1)
                                               * test.dx)))

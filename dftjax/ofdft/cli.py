@@ -6,9 +6,14 @@ command; each subcommand's ``func(args)`` returns a dict (JSON fields) with a hu
     dftjax ofdft train --electrons 1 --size 100 --model krr --out krr.npz --json
     dftjax ofdft solve --potential "5,0.5,0.05;3,0.45,0.08;2,0.6,0.04" --electrons 1 --json
 
-Models for ``solve --model``: a shipped name (``krr``, ``nn-local``, ``nn-conv``: trained with
-M = 100 for the given N), the analytic ``vw``, ``tfvw`` (lambda = 1), ``exact`` (the
-finite-difference Schroedinger equation), or a path to a file written by ``train``.
+Models for ``solve --model``: a shipped name (trained with M = 100: ``krr`` for N = 1..4,
+``nn-local`` for N = 1; a local network does not learn N >= 2, see README), the analytic ``vw``,
+``tfvw`` (lambda = 1), ``exact`` (the finite-difference Schroedinger equation), or a path to a file
+written by ``train`` (``nn-local``/``nn-conv``, optionally on a ``-vw``/``-tfvw`` base).
+
+``train --checkpoint-dir D`` keeps the resumable training state in D (written atomically); the
+same command rerun after an interruption continues from it and ends with the same model, bit for
+bit. ``train --self-consistent`` also solves the test potentials with the trained model.
 """
 from __future__ import annotations
 
@@ -58,6 +63,16 @@ def _load_model(name: str, n_electrons: int):
     if int(meta.get("n_electrons", n_electrons)) != n_electrons:
         raise _Usage(f"model {str(path)!r} was trained for N = {meta['n_electrons']}, not {n_electrons}")
     return kind, model, meta
+
+
+def _channels(text: str) -> tuple[int, ...]:
+    try:
+        channels = tuple(int(c) for c in text.split(","))
+    except ValueError:
+        channels = ()
+    if not channels or any(c < 1 for c in channels):
+        raise _Usage(f"--channels must be positive integers separated by commas; got {text!r}")
+    return channels
 
 
 def cmd_solve(args) -> dict:
@@ -185,6 +200,14 @@ def cmd_train(args) -> dict:
     model_name = args.model
     if not (model_name == "krr" or model_name.split("-")[0] == "nn"):
         raise _Usage(f"--model must be 'krr' or 'nn-local'/'nn-conv' with optional '-vw'/'-tfvw'; got {model_name!r}")
+    if model_name != "krr":
+        parts = model_name.split("-")
+        if len(parts) < 2 or parts[1] not in ("local", "conv") or (len(parts) > 2 and parts[2] not in ("vw", "tfvw")):
+            raise _Usage(f"neural model names are nn-local|nn-conv[-vw|-tfvw]; got {model_name!r}")
+        kernel = 1 if parts[1] == "local" else 9
+        channels = _channels(args.channels) if args.channels else ((32, 32, 32) if kernel == 1 else (16, 16, 16))
+        if args.steps < 1:
+            raise _Usage(f"--steps must be >= 1; got {args.steps}")
     checkpoint_dir = pathlib.Path(args.checkpoint_dir) if args.checkpoint_dir else None
     if checkpoint_dir is not None:
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -204,31 +227,49 @@ def cmd_train(args) -> dict:
         hyper.update(pca_neighbours=m, pca_components=q)
         krr.save(model, out_path, n_electrons=args.electrons, pca_neighbours=m, pca_components=q)
     else:
-        parts = model_name.split("-")
-        if len(parts) < 2 or parts[1] not in ("local", "conv") or (len(parts) > 2 and parts[2] not in ("vw", "tfvw")):
-            raise _Usage(f"neural model names are nn-local|nn-conv[-vw|-tfvw]; got {model_name!r}")
-        kernel = 1 if parts[1] == "local" else 9
         options = neural.NeuralOptions(kernel_size=kernel, base=parts[2] if len(parts) > 2 else None,
-                                       steps=args.steps, channels=(32, 32, 32) if kernel == 1 else (16, 16, 16),
-                                       seed=args.seed)
+                                       steps=args.steps, channels=channels, seed=args.seed)
+        stem = f"{model_name}_n{args.electrons}_m{args.size}"
+        state_path = checkpoint_dir / f"{stem}.state.pkl" if checkpoint_dir is not None else None
+        resumed_from = 0
+        if state_path is not None and state_path.exists():
+            import pickle
+            with open(state_path, "rb") as f:
+                resumed_from = int(pickle.load(f).step)
+            _progress(f"resuming from {state_path} (step {resumed_from} of {args.steps})")
 
         def checkpoint(step, model):
             if checkpoint_dir is not None:
-                neural.save(model, checkpoint_dir / f"{model_name}_n{args.electrons}_m{args.size}_step{step}.npz",
-                            n_electrons=args.electrons, step=step)
+                neural.save(model, checkpoint_dir / f"{stem}_step{step}.npz", n_electrons=args.electrons, step=step)
 
         model = neural.train(train.densities, train.kinetic_energies, train.kinetic_derivatives, train.dx,
-                             args.electrons, options, verbose=True, callback=checkpoint)
+                             args.electrons, options, verbose=True, callback=checkpoint,
+                             checkpoint_path=state_path)
         predict = functools.partial(neural.kinetic_energy, model)
         hyper = {"kernel_size": kernel, "channels": list(options.channels), "base": options.base,
-                 "steps": args.steps}
-        neural.save(model, out_path, n_electrons=args.electrons)
+                 "steps": args.steps, "resumed_from_step": resumed_from}
+        neural.save(model, out_path, n_electrons=args.electrons, steps=args.steps, seed=args.seed)
     train_seconds = time.perf_counter() - start
     predicted = jax.jit(jax.vmap(predict))(jnp.asarray(test.densities))
     t_mae, t_max = benchmark.errors(predicted, test.kinetic_energies)
     out = {"model": model_name, "n_electrons": args.electrons, "M": args.size, "path": str(out_path),
            "n_test": args.test, "kinetic_mae_kcal_per_mol": t_mae, "kinetic_max_kcal_per_mol": t_max,
            "train_seconds": train_seconds, **hyper}
+    sc_line = ""
+    if args.self_consistent:
+        _progress(f"self-consistent OF solves of the {args.test} test potentials")
+        start = time.perf_counter()
+        if model_name == "krr":
+            result = benchmark.krr_solve(model, test.potentials, hyper["pca_neighbours"], hyper["pca_components"])
+        else:
+            result = benchmark.neural_solve(model, test.potentials, args.electrons, test.densities.mean(axis=0))
+        sc_mae, sc_max = benchmark.errors(result.energy, test.energies)
+        out.update(self_consistent_mae_kcal_per_mol=sc_mae, self_consistent_max_kcal_per_mol=sc_max,
+                   density_l2_error_mean=float(np.mean(np.sqrt(
+                       np.sum((np.asarray(result.density) - test.densities) ** 2, 1) * test.dx))),
+                   self_consistent_seconds=time.perf_counter() - start)
+        sc_line = (f"\nself-consistent energy on {args.test} test potentials: MAE {sc_mae:.3f} kcal/mol, "
+                   f"max {sc_max:.3f} kcal/mol ({out['self_consistent_seconds']:.1f} s)")
     if args.plot:
         exact = test.take(slice(0, 1))
         learned = None
@@ -238,7 +279,7 @@ def cmd_train(args) -> dict:
                             {"model": model_name, "energy": float(exact.energies[0])}, learned)
     out["table"] = (f"{model_name} N = {args.electrons}, M = {args.size} -> {out_path}\n"
                     f"kinetic energy on {args.test} exact test densities: MAE {t_mae:.3f} kcal/mol, "
-                    f"max {t_max:.3f} kcal/mol ({train_seconds:.1f} s training)")
+                    f"max {t_max:.3f} kcal/mol ({train_seconds:.1f} s training){sc_line}")
     return out
 
 
@@ -255,7 +296,13 @@ def register(subparsers) -> None:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--test", type=int, default=200, help="fresh test potentials")
     train.add_argument("--out", default=None, help="model file (.npz)")
-    train.add_argument("--checkpoint-dir", default=None, help="directory for the model and checkpoints")
+    train.add_argument("--channels", default=None, help="hidden widths of the neural net, e.g. '16,16' "
+                       "(default 32,32,32 local, 16,16,16 convolutional)")
+    train.add_argument("--self-consistent", action="store_true",
+                       help="also solve the test potentials self-consistently and report those errors")
+    train.add_argument("--checkpoint-dir", default=None,
+                       help="directory for the model, snapshots and the resumable training state: a rerun "
+                            "with the same arguments continues from it and ends bit-identical")
     train.add_argument("--plot", default=None, metavar="PNG")
     train.add_argument("--json", action="store_true")
     train.set_defaults(func=cmd_train)

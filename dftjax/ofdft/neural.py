@@ -25,6 +25,7 @@ N: the loss compares derivatives after removing their mean over the interior poi
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 from typing import Any, NamedTuple, Sequence
 
@@ -139,41 +140,123 @@ def _loss(params, module, base, dx, densities, energies, derivatives, weight):
     return energy_term + weight * derivative_term, (energy_term, derivative_term)
 
 
-def train(densities, kinetic_energies, kinetic_derivatives, dx: float, n_electrons: int,
-          options: NeuralOptions = NeuralOptions(), verbose: bool = False,
-          callback=None) -> NeuralModel:
-    """Fit a :class:`KineticNet` (plus base) to T (M,) and dT/dn (M, G) of densities (M, G).
+class TrainingCheckpoint(NamedTuple):
+    """What :func:`train` needs to continue exactly where it stopped (written atomically).
 
-    Full-batch Adam with a cosine learning-rate decay; the loss (hartree^2)
-    ``mean (T_pred - T)^2 + w mean integral (dT_pred/dn - dT/dn - const)^2 dx``.
-    ``callback(step, model)``, if given, is called every ``steps // 10`` steps (checkpoints).
+    Attributes:
+        step: the number of Adam steps already taken.
+        params_leaves, state_leaves: the parameters and the Adam state, flattened (NumPy arrays).
+        fingerprint: architecture, options and a digest of the data; a checkpoint of another run is
+            refused.
     """
-    densities = jnp.asarray(densities)
-    energies = jnp.asarray(kinetic_energies)
-    derivatives = jnp.asarray(kinetic_derivatives)
-    base_values = jax.vmap(lambda n: base_energy(options.base, n, dx))(densities)
-    residual_scale = float(jnp.maximum(jnp.mean(jnp.abs(energies - base_values)), 1e-3))
-    module = KineticNet(channels=tuple(options.channels), kernel_size=options.kernel_size,
-                        density_scale=float(n_electrons), energy_scale=residual_scale)
-    params = module.init(jax.random.PRNGKey(options.seed), densities[0], dx)
-    schedule = optax.cosine_decay_schedule(options.learning_rate, options.steps, alpha=0.01)
-    optimizer = optax.adam(schedule)
-    state = optimizer.init(params)
+
+    step: int
+    params_leaves: list
+    state_leaves: list
+    fingerprint: str
+
+
+def _fingerprint(options: NeuralOptions, n_electrons: int, dx: float, *arrays) -> str:
+    import hashlib
+
+    digest = hashlib.sha256(repr((dataclasses.asdict(options), n_electrons, float(dx))).encode())
+    for a in arrays:
+        digest.update(np.ascontiguousarray(np.asarray(a, np.float64)).tobytes())
+    return digest.hexdigest()
+
+
+def _load_checkpoint(path, fingerprint: str) -> TrainingCheckpoint | None:
+    import os
+    import pickle
+
+    if path is None or not os.path.exists(path):
+        return None
+    with open(path, "rb") as f:
+        checkpoint = pickle.load(f)
+    if not isinstance(checkpoint, TrainingCheckpoint) or checkpoint.fingerprint != fingerprint:
+        raise ValueError(f"checkpoint {str(path)!r} belongs to another training run (different data, "
+                         "architecture or options); remove it or choose another checkpoint path")
+    return checkpoint
+
+
+def _optimizer(learning_rate: float, steps: int):
+    return optax.adam(optax.cosine_decay_schedule(learning_rate, steps, alpha=0.01))
+
+
+@functools.lru_cache(maxsize=8)
+def _adam_step(module: KineticNet, base, dx: float, weight: float, learning_rate: float, steps: int):
+    """The jitted Adam step, one per architecture and options (calls that differ only in data,
+    or a resumed run, reuse its compilation)."""
+    optimizer = _optimizer(learning_rate, steps)
 
     # the data are arguments, not closed-over constants, or XLA constant-folds through them
     @jax.jit
     def step(params, state, densities, energies, derivatives):
         (loss, parts), grads = jax.value_and_grad(_loss, has_aux=True)(
-            params, module, options.base, dx, densities, energies, derivatives, options.derivative_weight)
+            params, module, base, dx, densities, energies, derivatives, weight)
         updates, state = optimizer.update(grads, state, params)
         return optax.apply_updates(params, updates), state, loss, parts
 
-    for i in range(options.steps):
+    return step
+
+
+def train(densities, kinetic_energies, kinetic_derivatives, dx: float, n_electrons: int,
+          options: NeuralOptions = NeuralOptions(), verbose: bool = False,
+          callback=None, checkpoint_path=None, checkpoint_every: int | None = None) -> NeuralModel:
+    """Fit a :class:`KineticNet` (plus base) to T (M,) and dT/dn (M, G) of densities (M, G).
+
+    Full-batch Adam with a cosine learning-rate decay; the loss (hartree^2)
+    ``mean (T_pred - T)^2 + w mean integral (dT_pred/dn - dT/dn - const)^2 dx``.
+    ``callback(i, model)``, if given, is called after steps i = 0, k, 2k, ... (k =
+    ``checkpoint_every``, default ``steps // 10``) and after the last one.
+
+    With ``checkpoint_path``, the parameters, the Adam state and the step count are written there
+    (atomically, :mod:`dftjax.atomic`) at the same cadence, before the callback; a call that finds
+    the file continues from it and ends with the same parameters, bit for bit, as a run that was
+    never interrupted (same data and options; otherwise it raises ``ValueError``).
+    """
+    densities = jnp.asarray(densities)
+    energies = jnp.asarray(kinetic_energies)
+    derivatives = jnp.asarray(kinetic_derivatives)
+    if densities.ndim != 2 or energies.shape != densities.shape[:1] or derivatives.shape != densities.shape:
+        raise ValueError(f"densities (M, G), energies (M,) and derivatives (M, G) expected; got "
+                         f"{densities.shape}, {energies.shape}, {derivatives.shape}")
+    if options.steps < 1:
+        raise ValueError(f"steps must be >= 1; got {options.steps}")
+    every = max(1, options.steps // 10) if checkpoint_every is None else int(checkpoint_every)
+    if every < 1:
+        raise ValueError(f"checkpoint_every must be >= 1; got {checkpoint_every}")
+    base_values = jax.vmap(lambda n: base_energy(options.base, n, dx))(densities)
+    residual_scale = float(jnp.maximum(jnp.mean(jnp.abs(energies - base_values)), 1e-3))
+    module = KineticNet(channels=tuple(options.channels), kernel_size=options.kernel_size,
+                        density_scale=float(n_electrons), energy_scale=residual_scale)
+    params = module.init(jax.random.PRNGKey(options.seed), densities[0], dx)
+    state = _optimizer(options.learning_rate, options.steps).init(params)
+    fingerprint = _fingerprint(options, n_electrons, dx, densities, energies, derivatives)
+    first = 0
+    checkpoint = _load_checkpoint(checkpoint_path, fingerprint)
+    if checkpoint is not None:
+        first = checkpoint.step
+        params = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(params),
+                                              [jnp.asarray(x) for x in checkpoint.params_leaves])
+        state = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(state),
+                                             [jnp.asarray(x) for x in checkpoint.state_leaves])
+        if verbose:
+            print(f"[ofdft] resuming from {checkpoint_path} at step {first}", file=sys.stderr, flush=True)
+
+    step = _adam_step(module, options.base, float(dx), float(options.derivative_weight),
+                      float(options.learning_rate), int(options.steps))
+
+    for i in range(first, options.steps):
         params, state, loss, parts = step(params, state, densities, energies, derivatives)
-        report = i % max(1, options.steps // 10) == 0 or i == options.steps - 1
+        report = i % every == 0 or i == options.steps - 1
+        if report and checkpoint_path is not None:
+            atomic.write_pickle(checkpoint_path, TrainingCheckpoint(
+                i + 1, [np.asarray(x) for x in jax.tree_util.tree_leaves(params)],
+                [np.asarray(x) for x in jax.tree_util.tree_leaves(state)], fingerprint))
         if callback is not None and report:
             callback(i, NeuralModel(params, module, options.base, float(dx)))
-        if verbose and report:
+        if verbose and (report or i == first):
             print(f"[ofdft] step {i:5d}  loss {float(loss):.3e}  T-rmse {float(jnp.sqrt(parts[0])):.2e} Ha"
                   f"  dT/dn-rms {float(jnp.sqrt(parts[1])):.2e} Ha", file=sys.stderr, flush=True)
     return NeuralModel(params, module, options.base, float(dx))

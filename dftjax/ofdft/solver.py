@@ -19,10 +19,13 @@ e.g. ``functools.partial(box.kinetic_energy, kinetic.von_weizsaecker_laplacian, 
 """
 from __future__ import annotations
 
+import functools
+
 from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from basis.oned import integrate
@@ -81,25 +84,24 @@ def minimize_sqrt(kinetic: KineticFunctional, potential: Array, initial_density:
         max_iterations: L-BFGS steps at most.
         tolerance: stop when the gradient norm w.r.t. the variables (phi, or c) is below this.
         memory_size: L-BFGS history.
-        preconditioner: ``(P, P^-1)``, (G-2, G-2) each; the minimisation runs over c with
-            phi = P c (:func:`default_preconditioner`: 100x fewer steps than phi itself); None
-            for phi.
+        preconditioner: ``(P, P^-1)``, (G-2, G-2) matrices or functions of a (G-2,) vector; the
+            minimisation runs over c with phi = P c (:func:`default_preconditioner`: 100x fewer
+            steps than phi itself; :func:`sine_preconditioner`: the same without the dense
+            setup); None for phi.
     """
-    size = initial_density.shape[-1] - 2
     if preconditioner is None:
-        eye = jnp.eye(size, dtype=initial_density.dtype)
-        preconditioner = (eye, eye)
-    preconditioner, inverse = preconditioner
+        preconditioner = (lambda c: c, lambda c: c)
+    preconditioner, inverse = (p if callable(p) else functools.partial(jnp.matmul, p) for p in preconditioner)
 
     def objective(c):
-        return energy(kinetic, potential, density_from_sqrt(preconditioner @ c, n_electrons, dx), dx)
+        return energy(kinetic, potential, density_from_sqrt(preconditioner(c), n_electrons, dx), dx)
 
     phi0 = jnp.sqrt(jnp.maximum(initial_density[1:-1], 1e-12))
     # phi is scale free; normalise so that sum(phi^2) dx = N (keeps the line search well scaled)
     phi0 = phi0 * jnp.sqrt(n_electrons / (jnp.sum(phi0**2) * dx))
-    c, grad_norm, iterations = minimize_lbfgs(objective, inverse @ phi0, max_iterations, tolerance,
+    c, grad_norm, iterations = minimize_lbfgs(objective, inverse(phi0), max_iterations, tolerance,
                                               memory_size)
-    density = density_from_sqrt(preconditioner @ c, n_electrons, dx)
+    density = density_from_sqrt(preconditioner(c), n_electrons, dx)
     t = kinetic(density)
     return OFResult(density, t + jnp.sum(potential * density) * dx, t, iterations, grad_norm)
 
@@ -135,6 +137,48 @@ def default_preconditioner(n_points: int, shift: float = 10.0) -> tuple[Array, A
     """``((T + shift)^-1/2, (T + shift)^1/2)`` of the box's kinetic matrix, for :func:`minimize_sqrt`."""
     return (box.kinetic_preconditioner(n_points, shift=shift),
             box.kinetic_preconditioner(n_points, shift=shift, power=0.5))
+
+
+def dst1(x: Array) -> Array:
+    """Orthonormal type-I discrete sine transform of (n,) (its own inverse), through one FFT of the
+    odd extension [0, x, 0, -reversed(x)] of length 2 (n + 1)."""
+    n = x.shape[-1]
+    zero = jnp.zeros(1, x.dtype)
+    extended = jnp.concatenate([zero, x, zero, -x[::-1]])
+    return -0.5 * jnp.imag(jnp.fft.rfft(extended)[1:n + 1]) * jnp.sqrt(2.0 / (n + 1))
+
+
+#: 8th-order central second-derivative stencil c_0..c_4 (the box's kinetic operator).
+_SECOND_DERIVATIVE_8 = (-205.0 / 72.0, 8.0 / 5.0, -1.0 / 5.0, 8.0 / 315.0, -1.0 / 560.0)
+
+
+def sine_kinetic_eigenvalues(n_interior: int, dx: float) -> Array:
+    """(n,) eigenvalues (hartree) of the box's kinetic matrix, whose eigenvectors are the sine modes.
+
+    The hard-wall operator (:func:`basis.oned.kinetic_matrix`, 8th order, odd images of phi beyond
+    the walls) is Toeplitz minus Hankel, which the type-I sine transform diagonalises exactly
+    (:func:`dst1`); the eigenvalue of mode k is the stencil's symbol
+    ``-1/(2 dx^2) (c_0 + 2 sum_m c_m cos(m theta_k))``, ``theta_k = pi k / (n + 1)``.
+    """
+    theta = np.pi * np.arange(1, n_interior + 1) / (n_interior + 1)
+    symbol = _SECOND_DERIVATIVE_8[0] + 2.0 * sum(c * np.cos(m * theta) for m, c in enumerate(_SECOND_DERIVATIVE_8)
+                                                 if m > 0)
+    return jnp.asarray(-0.5 * symbol / float(dx) ** 2)
+
+
+def sine_preconditioner(n_interior: int, dx: float, shift: float = 10.0) -> tuple[Callable, Callable]:
+    """``(P, P^-1)`` as functions of an (n,) vector, ``P = (T + shift)^(-1/2)``: the same operator as
+    :func:`default_preconditioner`, applied in the sine basis (:func:`sine_kinetic_eigenvalues`):
+    O(G log G) per application and no O(G^3) eigendecomposition of T to set it up."""
+    scale = (sine_kinetic_eigenvalues(n_interior, dx) + shift) ** -0.5
+
+    def apply(c):
+        return dst1(dst1(c) * scale)
+
+    def apply_inverse(phi):
+        return dst1(dst1(phi) / scale)
+
+    return apply, apply_inverse
 
 
 def minimize_projected(kinetic: KineticFunctional, potential: Array, initial_density: Array,

@@ -1,5 +1,7 @@
 """Orbital-free DFT in the 1D box: data generator, KRR and neural functionals, the OF solver."""
+import dataclasses
 import functools
+import pickle
 
 import jax
 import jax.numpy as jnp
@@ -134,6 +136,30 @@ def test_of_solver_with_von_weizsaecker_recovers_exact_ground_state(paper_n1):
     np.testing.assert_allclose(jnp.sum(result.density, axis=1) * dx, 1.0, atol=1e-12)
 
 
+def test_sine_preconditioner_is_the_dense_one_and_solves_von_weizsaecker(paper_n1):
+    dx = paper_n1.dx
+    size = len(paper_n1.grid) - 2
+    x = jnp.asarray(np.random.default_rng(0).normal(size=size))
+    np.testing.assert_allclose(solver.dst1(solver.dst1(x)), x, atol=1e-12)   # orthonormal DST-I
+    # the box's hard-wall kinetic matrix is diagonal in the sine basis: same eigenvalues, same
+    # (T + 10)^-1/2 as the dense eigendecomposition, to rounding (|T| ~ 1e6 Ha on this grid)
+    t_matrix = np.asarray(box.interior_kinetic_matrix(len(paper_n1.grid)))
+    np.testing.assert_allclose(solver.sine_kinetic_eigenvalues(size, dx), np.linalg.eigvalsh(t_matrix),
+                               rtol=1e-10, atol=1e-6)
+    apply, inverse = solver.sine_preconditioner(size, dx)
+    dense, dense_inverse = solver.default_preconditioner(len(paper_n1.grid))
+    np.testing.assert_allclose(apply(x), dense @ x, atol=1e-10)
+    np.testing.assert_allclose(inverse(x), dense_inverse @ x, rtol=1e-9, atol=1e-7)
+    np.testing.assert_allclose(inverse(apply(x)), x, atol=1e-10)
+    kinetic_fn = functools.partial(box.von_weizsaecker_energy, dx=dx)
+    start = jnp.asarray(2.0 * np.sin(np.pi * paper_n1.grid) ** 2)
+    result = jax.jit(lambda v: solver.minimize_sqrt(kinetic_fn, v, start, 1.0, dx, tolerance=1e-9,
+                                                    preconditioner=(apply, inverse)))(jnp.asarray(paper_n1.potentials[0]))
+    # vW is exact for N = 1: the same energy as the dense-preconditioned test above, to the tolerance
+    np.testing.assert_allclose(result.energy, paper_n1.energies[0], atol=1e-8)
+    assert int(result.iterations) < 100
+
+
 def test_of_solver_unpreconditioned_agrees(paper_n1):
     dx = paper_n1.dx
     kinetic_fn = functools.partial(box.von_weizsaecker_energy, dx=dx)
@@ -174,6 +200,34 @@ def test_cli_solve_von_weizsaecker_matches_exact_for_one_particle():
 def test_cli_solve_rejects_bad_input(argv):
     with pytest.raises(ValueError):
         _ofdft_cli(["ofdft", "solve", *argv])
+
+
+@pytest.mark.parametrize("argv", [
+    ["--model", "nn-wide"],
+    ["--model", "nn-local", "--channels", "8,x"],
+    ["--model", "nn-local", "--steps", "0"],
+    ["--model", "krr", "--size", "1"],
+])
+def test_cli_train_rejects_bad_input_before_generating_data(argv, monkeypatch):
+    from dftjax.ofdft import benchmark
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("data generated before the input was checked")
+    monkeypatch.setattr(benchmark, "training_set", no_data)
+    with pytest.raises(ValueError):
+        _ofdft_cli(["ofdft", "train", *argv])
+
+
+def test_cli_train_resumes_from_its_checkpoint_directory(tmp_path):
+    # the wiring of neural.train's checkpoint (its exact resumption is tested below): a rerun with
+    # the same arguments finds the finished state and ends with the same model
+    argv = ["ofdft", "train", "--electrons", "1", "--size", "3", "--test", "2", "--model", "nn-local-vw",
+            "--channels", "4", "--steps", "3", "--checkpoint-dir", str(tmp_path), "--json"]
+    first = _ofdft_cli(argv)
+    assert first["resumed_from_step"] == 0 and (tmp_path / "nn-local-vw_n1_m3.state.pkl").exists()
+    second = _ofdft_cli(argv)
+    assert second["resumed_from_step"] == 3
+    assert second["kinetic_mae_kcal_per_mol"] == first["kinetic_mae_kcal_per_mol"]
 
 
 @pytest.mark.slow  # default-suite budget (2026-11-28); the physics is covered by cheaper default tests
@@ -294,3 +348,53 @@ def test_bench_chain_row_and_records():
     json.dumps(records)
     assert records[0]["time_ratio_of_over_reference"] == row.of_s / row.reference_s
     assert "chain" in bench.format_table(rows)
+
+
+@pytest.mark.parametrize("kernel_size,reach", [(1, 4), (3, 6)])
+def test_neural_functional_reach_and_derivative(paper_n1, kernel_size, reach):
+    # t(x_i) sees sqrt(n) and its 8th-order derivative (4 points either side); each convolution
+    # layer of width k adds (k - 1) / 2 points: local net 4, two k = 3 layers 4 + 2 = 6 points
+    module = neural.KineticNet(channels=(4, 4), kernel_size=kernel_size)
+    n = jnp.asarray(paper_n1.densities[3])
+    dx = paper_n1.dx
+    params = module.init(jax.random.PRNGKey(1), n, dx)
+    i = 250
+    row = jax.jit(jax.grad(lambda d: module.apply(params, d, dx)[i]))(n)     # (G,) dt_i / dn_j
+    touched = np.flatnonzero(np.abs(np.asarray(row)) > 0)
+    assert touched.min() == i - reach and touched.max() == i + reach
+    model = neural.NeuralModel(params, module, "vw", dx)
+    direction = jnp.asarray(paper_n1.densities[4] - paper_n1.densities[3])
+    energy = jax.jit(functools.partial(neural.kinetic_energy, model))
+    grad = jax.jit(jax.grad(energy))(n)
+    h = 1e-4
+    fd = (energy(n + h * direction) - energy(n - h * direction)) / (2 * h)
+    np.testing.assert_allclose(jnp.sum(grad * direction), fd, rtol=1e-6)   # O(h^2) central difference
+
+
+def test_neural_training_resumes_exactly_from_a_checkpoint(tmp_path, paper_n1):
+    # the convolutional functional, trained on energies and derivatives; an interruption right
+    # after the checkpoint of step 5 (of 12), then a second call with the same file, must end with
+    # the parameters of an uninterrupted run, bit for bit (same jit-compiled step on the same data)
+    # every 5th point of 6 densities (G = 101): the training machinery, not the physics, is tested
+    train = paper_n1.take(slice(0, 6))
+    data = (train.densities[:, ::5], train.kinetic_energies, train.kinetic_derivatives[:, ::5], 5 * train.dx, 1)
+    options = neural.NeuralOptions(channels=(4, 4), kernel_size=3, steps=12, learning_rate=1e-2, base="vw")
+    reference = neural.train(*data, options, checkpoint_every=4)
+
+    class Interrupted(Exception):
+        pass
+
+    def interrupt(step, model):
+        if step == 4:
+            raise Interrupted
+
+    path = tmp_path / "state.pkl"
+    with pytest.raises(Interrupted):
+        neural.train(*data, options, callback=interrupt, checkpoint_path=path, checkpoint_every=4)
+    assert pickle.loads(path.read_bytes()).step == 5
+    resumed = neural.train(*data, options, checkpoint_path=path, checkpoint_every=4)
+    for a, b in zip(jax.tree_util.tree_leaves(reference.params), jax.tree_util.tree_leaves(resumed.params)):
+        np.testing.assert_array_equal(a, b)
+    # a checkpoint of another run (other options) is refused, not silently continued
+    with pytest.raises(ValueError, match="another training run"):
+        neural.train(*data, dataclasses.replace(options, seed=1), checkpoint_path=path)

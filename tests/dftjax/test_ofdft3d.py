@@ -40,6 +40,41 @@ def test_pauli_model_roundtrip_is_atomic_and_exact(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["p.npz"]     # no temporary file left behind
 
 
+def _synthetic_samples(n_samples=3, n_points=40, n_coefficients=5):
+    # label-shaped random arrays: the optimiser and its checkpoint are tested, not the physics
+    rng = np.random.default_rng(0)
+    return [train3d.PauliSample(
+        weights=rng.uniform(0.01, 0.1, n_points), rho=rng.uniform(0.01, 2.0, n_points),
+        sigma=rng.uniform(0.0, 1.0, n_points), jac_rho=rng.normal(size=(n_points, n_coefficients)),
+        jac_sigma=rng.normal(size=(n_points, n_coefficients)), pauli_target=float(rng.uniform(0.1, 1.0)),
+        gradient_rest=rng.normal(size=n_coefficients), kinetic_energy=1.0) for _ in range(n_samples)]
+
+
+def test_pauli_training_resumes_exactly_from_a_checkpoint(tmp_path, monkeypatch):
+    samples = _synthetic_samples()
+    options = train3d.PauliTrainingOptions(steps=10, hidden=(4,), learning_rate=1e-2)
+    reference, reference_history = train3d.train(samples, options)
+    path = str(tmp_path / "state.pkl")
+    # killed right after the checkpoint of step 6 (of 10) is on disk
+    real_write = train3d.atomic.write_pickle
+
+    def write_then_die(target, payload):
+        real_write(target, payload)
+        if payload["step"] == 6:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train3d.atomic, "write_pickle", write_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train3d.train(samples, options, checkpoint_path=path, checkpoint_every=3)
+    monkeypatch.setattr(train3d.atomic, "write_pickle", real_write)
+    params, history = train3d.train(samples, options, checkpoint_path=path, checkpoint_every=3)
+    for a, b in zip(jax.tree_util.tree_leaves(reference), jax.tree_util.tree_leaves(params)):
+        np.testing.assert_array_equal(a, b)
+    assert history == reference_history
+    with pytest.raises(ValueError, match="another training run"):
+        train3d.train(samples, dataclasses.replace(options, seed=1), checkpoint_path=path)
+
+
 @pytest.fixture(scope="module")
 def h2_minimal():
     molecule = make_molecule(H2)
