@@ -58,7 +58,8 @@ class VMCOptions:
       optimizer, optimizer_options: name in :data:`qmc.optimizers.OPTIMIZERS` and its options.
       iterations: optimisation iterations. walkers: number of MCMC walkers. seed: PRNG seed.
       laplacian: ``"forward"`` or ``"hessian"``.
-      pretrain_iterations, pretrain_basis: Hartree-Fock pretraining (0 iterations: none).
+      pretrain_iterations, pretrain_basis: Hartree-Fock pretraining (0 iterations: none). Ansatzes
+        built on a Hartree-Fock baseline (PauliNet, whose module has ``hf_energy``) skip it.
       burn_in: MCMC updates (each of ``mcmc_steps`` moves) before the first optimisation step.
       mcmc_steps: Metropolis moves per iteration.
       eval_iterations: iterations at fixed parameters for the reported energy (0: use the last
@@ -120,7 +121,7 @@ class VMCResult:
       energy, energy_error: evaluation-phase mean energy and its blocking standard error.
       variance: mean walker variance of E_L in the evaluation phase (hartree^2).
       iterations: optimisation iterations done. wall_time_s: seconds of this call.
-      hf_energy: UHF energy of the pretraining (None without pretraining or when resumed).
+      hf_energy: UHF energy of the pretraining or of PauliNet's baseline (None without either, or when resumed).
       history: per-iteration optimisation statistics. acceptance: final mean acceptance.
       state: the final :class:`VMCState`. resumed_from: iteration of the loaded checkpoint or None.
     """
@@ -319,7 +320,13 @@ def run_vmc(
         key, key_init, key_params, key_pretrain, key_burn = jax.random.split(key, 5)
         positions = initial_positions(key_init, molecule, options.walkers)
         params = jax.jit(module.init)(key_params, positions[0])
-        if options.pretrain_iterations:
+        baseline_energy = getattr(module, "hf_energy", None)
+        if baseline_energy is not None:
+            # PauliNet starts as its (cusp-corrected) UHF determinant: fitting its orbitals to the
+            # uncorrected UHF ones would only undo the cusp correction, so there is nothing to pretrain.
+            hf_energy = baseline_energy
+            log(f"[vmc] {options.ansatz} starts at its UHF baseline, E_UHF = {hf_energy:.6f}; no pretraining")
+        elif options.pretrain_iterations:
             log(f"[vmc] pretraining on UHF/{options.pretrain_basis} orbitals, {options.pretrain_iterations} iterations")
             hf = hartree_fock(molecule, options.pretrain_basis)
             hf_energy = hf.energy
