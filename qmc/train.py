@@ -47,6 +47,7 @@ from qmc.pretrain import hartree_fock, pretrain
 from qmc.statistics import blocking_error
 
 CHECKPOINT_NAME = "vmc_checkpoint.pkl"
+DTYPES = {"float32": jnp.float32, "float64": jnp.float64}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -66,6 +67,9 @@ class VMCOptions:
         fifth of the optimisation instead).
       checkpoint_every: iterations between checkpoints (when a directory is given).
       progress_every: iterations between progress lines on stderr (0: silent).
+      dtype: ``"float64"`` or ``"float32"``: walkers, parameters, local energies and optimiser
+        arithmetic in this precision (the SCF behind pretraining and PauliNet's baseline runs in
+        float64 in PySCF; its constants are cast). float64 needs ``jax_enable_x64`` (dftjax's CLI sets it).
     """
 
     ansatz: str = "ferminet"
@@ -83,8 +87,11 @@ class VMCOptions:
     eval_iterations: int = 200
     checkpoint_every: int = 100
     progress_every: int = 10
+    dtype: str = "float64"
 
     def __post_init__(self):
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype {self.dtype!r}: expected one of {sorted(DTYPES)}")
         for name in ("iterations", "walkers", "pretrain_iterations", "burn_in", "eval_iterations"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} {getattr(self, name)} must be non-negative")
@@ -318,8 +325,12 @@ def run_vmc(
         resumed_from = None
         key = jax.random.PRNGKey(options.seed)
         key, key_init, key_params, key_pretrain, key_burn = jax.random.split(key, 5)
-        positions = initial_positions(key_init, molecule, options.walkers)
-        params = jax.jit(module.init)(key_params, positions[0])
+        dtype = DTYPES[options.dtype]
+        if dtype == jnp.float64 and not jax.config.jax_enable_x64:
+            raise ValueError("dtype float64 needs jax_enable_x64 (jax.config.update('jax_enable_x64', True))")
+        positions = initial_positions(key_init, molecule, options.walkers).astype(dtype)
+        # Flax creates Dense kernels in float32 whatever the input: cast every parameter to the run's dtype
+        params = jax.tree_util.tree_map(lambda a: a.astype(dtype), jax.jit(module.init)(key_params, positions[0]))
         baseline_energy = getattr(module, "hf_energy", None)
         if baseline_energy is not None:
             # PauliNet starts as its (cusp-corrected) UHF determinant: fitting its orbitals to the
