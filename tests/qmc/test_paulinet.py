@@ -55,7 +55,8 @@ def test_initial_network_is_the_hartree_fock_baseline(paulinet):
     hf = hartree_fock(molecule, "sto-3g")
     baseline = jax.jit(jax.vmap(baseline_orbitals(molecule, hf, 0.5, molecule.nelec)))(xs)
     orbitals = jax.jit(jax.vmap(lambda x: module.apply(initial, x, method="orbitals")))(xs)
-    np.testing.assert_allclose(orbitals, np.broadcast_to(baseline[:, None], orbitals.shape), rtol=0, atol=1e-14)
+    # same algebra compiled in two programs: XLA may sum the O(1) AO terms in another order (seen: 1.6e-14)
+    np.testing.assert_allclose(orbitals, np.broadcast_to(baseline[:, None], orbitals.shape), rtol=0, atol=1e-12)
     log_det = np.linalg.slogdet(np.asarray(baseline))[1]
     jastrow = np.array([float(electron_cusp_jastrow(x.reshape(4, 3), 2)) for x in np.asarray(xs)])
     # K identical determinants at initialisation: psi = K det; same orbitals, same algebra
@@ -64,7 +65,7 @@ def test_initial_network_is_the_hartree_fock_baseline(paulinet):
     far = np.all(np.linalg.norm(np.asarray(xs).reshape(4, 4, 1, 3) - np.asarray(molecule.coords), axis=-1)
                  > 0.5, axis=(1, 2))
     assert far.sum() >= 2, far
-    np.testing.assert_allclose(baseline[far], jax.vmap(hf.orbitals)(xs)[far], rtol=0, atol=1e-14)
+    np.testing.assert_allclose(baseline[far], jax.vmap(hf.orbitals)(xs)[far], rtol=0, atol=1e-12)
 
 
 @pytest.fixture(scope="module")
