@@ -3,14 +3,15 @@
 Modules, one physical piece each:
 
 * :mod:`qmc.ansatz` -- antisymmetric wavefunctions by name (``make_ansatz("ferminet", molecule)``);
-  :mod:`qmc.ansatz.ferminet`, :mod:`qmc.ansatz.envelopes`, :mod:`qmc.ansatz.paulinet`.
+  :mod:`qmc.ansatz.ferminet`, :mod:`qmc.ansatz.envelopes`, :mod:`qmc.ansatz.paulinet`,
+  :mod:`qmc.ansatz.cusp` (nuclear cusp correction of PauliNet's Gaussian baseline orbitals).
 * :mod:`qmc.laplacian` -- Laplacian + gradient of log|psi|: Hessian trace or forward Laplacian (folx).
 * :mod:`qmc.hamiltonian` -- local energy (kinetic + Coulomb).
 * :mod:`qmc.mcmc` -- Metropolis-Hastings over all walkers, adaptive step size.
 * :mod:`qmc.optimizers` -- SPRING / minSR natural gradient and Adam, local-energy clipping.
 * :mod:`qmc.pretrain` -- fitting the orbitals to UHF orbitals.
 * :mod:`qmc.statistics` -- blocking analysis error bars.
-* :mod:`qmc.train` -- the VMC loop, checkpoints and exact resume (``run_vmc``).
+* :mod:`qmc.train` -- the VMC loop, checkpoints and exact resume (``run_vmc``), float64 or float32.
 * :mod:`qmc.cli` -- the ``dftjax vmc`` command (``register(subparsers)``).
 
 >>> from basis.molecule import make_molecule

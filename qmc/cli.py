@@ -30,6 +30,8 @@ def register(subparsers) -> argparse.ArgumentParser:
     vmc.add_argument("--seed", type=int, default=DEFAULTS["seed"])
     vmc.add_argument("--optimizer", default="spring", choices=["spring", "adam"])
     vmc.add_argument("--laplacian", default="forward", choices=["forward", "hessian"])
+    vmc.add_argument("--dtype", default="float64", choices=["float64", "float32"],
+                     help="precision of walkers, network and optimiser (default float64)")
     vmc.add_argument("--pretrain-iterations", type=int, default=100)
     vmc.add_argument("--eval-iterations", type=int, default=100)
     vmc.add_argument("--checkpoint-dir", default=None, help="write checkpoints here; resume if one exists")
@@ -52,7 +54,7 @@ def cmd_vmc(args) -> dict:
     options = VMCOptions(
         ansatz=args.ansatz, optimizer=args.optimizer, iterations=args.iterations, walkers=args.walkers,
         seed=args.seed, laplacian=args.laplacian, pretrain_iterations=args.pretrain_iterations,
-        eval_iterations=args.eval_iterations, checkpoint_every=args.checkpoint_every,
+        eval_iterations=args.eval_iterations, checkpoint_every=args.checkpoint_every, dtype=args.dtype,
     )
     result = run_vmc(molecule, options, checkpoint_dir=args.checkpoint_dir)
     n_up, n_down = molecule.nelec
@@ -68,6 +70,7 @@ def cmd_vmc(args) -> dict:
         "ansatz": options.ansatz,
         "optimizer": options.optimizer,
         "laplacian": options.laplacian,
+        "dtype": options.dtype,
         "seed": options.seed,
         "nelec": [n_up, n_down],
         "resumed_from": result.resumed_from,
@@ -82,7 +85,7 @@ def format_table(record: dict) -> str:
     lines = [
         f"{record['molecule']}",
         f"{record['ansatz']} / {record['optimizer']}, {record['walkers']} walkers, {record['iterations']} iterations, "
-        f"{record['laplacian']} Laplacian, seed {record['seed']}",
+        f"{record['laplacian']} Laplacian, {record['dtype']}, seed {record['seed']}",
         f"energy        {record['energy']:.6f} +- {record['energy_error']:.6f} Ha",
         f"variance      {record['variance']:.6f} Ha^2",
         f"acceptance    {record['acceptance']:.3f}",

@@ -73,6 +73,7 @@ def make_local_energy(log_abs_psi: LogPsiFn, nuclei, charges, laplacian: str = "
 
     def local_energy(params, x):
         x = jnp.reshape(x, (-1,))
-        return kinetic(params, x) + potential_energy(x, nuclei, charges)
+        # constants in the walkers' precision, so a float32 run stays float32
+        return kinetic(params, x) + potential_energy(x, nuclei.astype(x.dtype), charges.astype(x.dtype))
 
     return local_energy

@@ -149,7 +149,7 @@ def make_spring(log_abs_psi: LogPsiFn, options: SpringOptions | None = None) -> 
         direction = mu * state.direction + o_transpose_times(jax.scipy.linalg.cho_solve(chol, residual))
         eta = schedule(state.step.astype(flat.dtype))
         fisher_norm = eta**2 * jnp.sum(o_times(direction) ** 2)
-        scale = jnp.minimum(1.0, jnp.sqrt(options.max_norm / jnp.maximum(fisher_norm, 1e-300)))
+        scale = jnp.minimum(1.0, jnp.sqrt(options.max_norm / jnp.maximum(fisher_norm, jnp.finfo(flat.dtype).tiny)))
         new_params = unravel(flat - scale * eta * direction)
         stats = {"grad_norm": jnp.linalg.norm(2.0 * o_transpose_times(e_bar)), "step_norm": scale * eta * jnp.linalg.norm(direction)}
         return new_params, SpringState(direction, state.step + 1), stats

@@ -37,11 +37,17 @@ class HartreeFock(NamedTuple):
         [phi^up_j(r_i) | 0 ; 0 | phi^down_j(r_i)] (rows: electrons, up first).
       log_abs_psi: (n_elec * 3,) -> log|det up| + log|det down| of the UHF Slater determinant.
       energy: the UHF total energy (hartree).
+      mo_coeff: occupied UHF coefficients, (nao, n_up) and (nao, n_down), PySCF's AO order.
+      atomic_orbitals: (n_points, 3) bohr -> (n_points, nao) AO values, computed in the points' dtype.
+      mol: the built ``pyscf.gto.Mole`` in the HF basis (for derived constants such as cusp corrections).
     """
 
     orbitals: Callable[[jnp.ndarray], jnp.ndarray]
     log_abs_psi: Callable[[jnp.ndarray], jnp.ndarray]
     energy: float
+    mo_coeff: tuple[np.ndarray, np.ndarray]
+    atomic_orbitals: Callable[[jnp.ndarray], jnp.ndarray]
+    mol: Any
 
 
 def hartree_fock(molecule, basis: str = "cc-pvdz") -> HartreeFock:
@@ -53,25 +59,36 @@ def hartree_fock(molecule, basis: str = "cc-pvdz") -> HartreeFock:
     mf = scf.UHF(mol)
     mf.verbose = 0
     energy = float(mf.kernel())
-    coeff_up = jnp.asarray(mf.mo_coeff[0][:, :n_up])
-    coeff_down = jnp.asarray(mf.mo_coeff[1][:, :n_down])
+    mo_up = np.asarray(mf.mo_coeff[0][:, :n_up])
+    mo_down = np.asarray(mf.mo_coeff[1][:, :n_down])
     ao_basis = make_basis(molecule, basis)
-    nuclei = jnp.asarray(molecule.coords)
     n = n_up + n_down
+
+    def atomic_orbitals(points):
+        # constants follow the points' dtype, so a float32 VMC evaluates the baseline in float32
+        dtype = points.dtype
+        cast = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), ao_basis)
+        return ao_values(cast, jnp.asarray(molecule.coords, dtype), points)[0]
 
     def orbitals(positions):
         x = jnp.reshape(positions, (n, 3))
-        ao = ao_values(ao_basis, nuclei, x)[0]  # (n_elec, nao)
-        up = ao[:n_up] @ coeff_up  # (n_up, n_up)
-        down = ao[n_up:] @ coeff_down  # (n_down, n_down)
-        top = jnp.concatenate([up, jnp.zeros((n_up, n_down), up.dtype)], axis=1)
-        bottom = jnp.concatenate([jnp.zeros((n_down, n_up), up.dtype), down], axis=1)
-        return jnp.concatenate([top, bottom], axis=0)
+        ao = atomic_orbitals(x)  # (n_elec, nao)
+        up = ao[:n_up] @ jnp.asarray(mo_up, x.dtype)  # (n_up, n_up)
+        down = ao[n_up:] @ jnp.asarray(mo_down, x.dtype)  # (n_down, n_down)
+        return spin_block_diagonal(up, down)
 
     def log_abs_psi(positions):
         return jnp.linalg.slogdet(orbitals(positions))[1]
 
-    return HartreeFock(orbitals, log_abs_psi, energy)
+    return HartreeFock(orbitals, log_abs_psi, energy, (mo_up, mo_down), atomic_orbitals, mol)
+
+
+def spin_block_diagonal(up: jnp.ndarray, down: jnp.ndarray) -> jnp.ndarray:
+    """[up | 0 ; 0 | down] from (n_up, n_up) and (n_down, n_down) orbital blocks (rows: electrons)."""
+    n_up, n_down = up.shape[0], down.shape[0]
+    top = jnp.concatenate([up, jnp.zeros((n_up, n_down), up.dtype)], axis=1)
+    bottom = jnp.concatenate([jnp.zeros((n_down, n_up), up.dtype), down], axis=1)
+    return jnp.concatenate([top, bottom], axis=0)
 
 
 class PretrainState(NamedTuple):

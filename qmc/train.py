@@ -47,6 +47,7 @@ from qmc.pretrain import hartree_fock, pretrain
 from qmc.statistics import blocking_error
 
 CHECKPOINT_NAME = "vmc_checkpoint.pkl"
+DTYPES = {"float32": jnp.float32, "float64": jnp.float64}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -58,13 +59,17 @@ class VMCOptions:
       optimizer, optimizer_options: name in :data:`qmc.optimizers.OPTIMIZERS` and its options.
       iterations: optimisation iterations. walkers: number of MCMC walkers. seed: PRNG seed.
       laplacian: ``"forward"`` or ``"hessian"``.
-      pretrain_iterations, pretrain_basis: Hartree-Fock pretraining (0 iterations: none).
+      pretrain_iterations, pretrain_basis: Hartree-Fock pretraining (0 iterations: none). Ansatzes
+        built on a Hartree-Fock baseline (PauliNet, whose module has ``hf_energy``) skip it.
       burn_in: MCMC updates (each of ``mcmc_steps`` moves) before the first optimisation step.
       mcmc_steps: Metropolis moves per iteration.
       eval_iterations: iterations at fixed parameters for the reported energy (0: use the last
         fifth of the optimisation instead).
       checkpoint_every: iterations between checkpoints (when a directory is given).
       progress_every: iterations between progress lines on stderr (0: silent).
+      dtype: ``"float64"`` or ``"float32"``: walkers, parameters, local energies and optimiser
+        arithmetic in this precision (the SCF behind pretraining and PauliNet's baseline runs in
+        float64 in PySCF; its constants are cast). float64 needs ``jax_enable_x64`` (dftjax's CLI sets it).
     """
 
     ansatz: str = "ferminet"
@@ -82,8 +87,11 @@ class VMCOptions:
     eval_iterations: int = 200
     checkpoint_every: int = 100
     progress_every: int = 10
+    dtype: str = "float64"
 
     def __post_init__(self):
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype {self.dtype!r}: expected one of {sorted(DTYPES)}")
         for name in ("iterations", "walkers", "pretrain_iterations", "burn_in", "eval_iterations"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} {getattr(self, name)} must be non-negative")
@@ -120,7 +128,7 @@ class VMCResult:
       energy, energy_error: evaluation-phase mean energy and its blocking standard error.
       variance: mean walker variance of E_L in the evaluation phase (hartree^2).
       iterations: optimisation iterations done. wall_time_s: seconds of this call.
-      hf_energy: UHF energy of the pretraining (None without pretraining or when resumed).
+      hf_energy: UHF energy of the pretraining or of PauliNet's baseline (None without either, or when resumed).
       history: per-iteration optimisation statistics. acceptance: final mean acceptance.
       state: the final :class:`VMCState`. resumed_from: iteration of the loaded checkpoint or None.
     """
@@ -317,9 +325,19 @@ def run_vmc(
         resumed_from = None
         key = jax.random.PRNGKey(options.seed)
         key, key_init, key_params, key_pretrain, key_burn = jax.random.split(key, 5)
-        positions = initial_positions(key_init, molecule, options.walkers)
-        params = jax.jit(module.init)(key_params, positions[0])
-        if options.pretrain_iterations:
+        dtype = DTYPES[options.dtype]
+        if dtype == jnp.float64 and not jax.config.jax_enable_x64:
+            raise ValueError("dtype float64 needs jax_enable_x64 (jax.config.update('jax_enable_x64', True))")
+        positions = initial_positions(key_init, molecule, options.walkers).astype(dtype)
+        # Flax creates Dense kernels in float32 whatever the input: cast every parameter to the run's dtype
+        params = jax.tree_util.tree_map(lambda a: a.astype(dtype), jax.jit(module.init)(key_params, positions[0]))
+        baseline_energy = getattr(module, "hf_energy", None)
+        if baseline_energy is not None:
+            # PauliNet starts as its (cusp-corrected) UHF determinant: fitting its orbitals to the
+            # uncorrected UHF ones would only undo the cusp correction, so there is nothing to pretrain.
+            hf_energy = baseline_energy
+            log(f"[vmc] {options.ansatz} starts at its UHF baseline, E_UHF = {hf_energy:.6f}; no pretraining")
+        elif options.pretrain_iterations:
             log(f"[vmc] pretraining on UHF/{options.pretrain_basis} orbitals, {options.pretrain_iterations} iterations")
             hf = hartree_fock(molecule, options.pretrain_basis)
             hf_energy = hf.energy

@@ -3,10 +3,10 @@
 Hermann, Schaetzle, Noe, "Deep-neural-network solution of the electronic Schroedinger equation",
 Nat. Chem. 12, 891 (2020). For one configuration of electrons r_i (up electrons first):
 
-    psi(r) = exp(J(r)) * sum_k det[ phi^HF_mu(r_i) * (1 + kappa^k_mu(x_i)) ] * prod_{i,m} c_m(|r_i - R_m|)
+    psi(r) = exp(J(r)) * sum_k det[ phi^HF_mu(r_i) * (1 + kappa^k_mu(x_i)) ]
 
-* phi^HF: occupied UHF orbitals from PySCF in a Gaussian basis, evaluated in JAX (through
-  :func:`qmc.pretrain.hartree_fock`); the matrix is block diagonal in spin (up electrons fill up
+* phi^HF: occupied UHF orbitals from PySCF in a Gaussian basis, cusp-corrected (below), evaluated in
+  JAX (through :func:`qmc.pretrain.hartree_fock`); the matrix is block diagonal in spin (up electrons fill up
   orbitals), so each determinant is det_up * det_down.
 * x_i: electron embeddings from a SchNet-like graph network over electrons and nuclei (paper, eq. 4):
   x_i^0 = Y_spin(i);  x_i^{l+1} = x_i^l + sum_{j != i} w^l(e_ij) * h^l(x_j^l) + sum_m w'^l(e_im) * Y_m,
@@ -15,11 +15,15 @@ Nat. Chem. 12, 891 (2020). For one configuration of electrons r_i (up electrons 
 * kappa^k: multiplicative backflow, a dense layer from x_i (zero at initialisation: psi starts as HF).
 * J = sum_i eta(x_i) + sum_{i<j} a_ij r_ij / (1 + r_ij): a permutation-invariant network term plus the
   fixed electron-electron cusp (Kato: a = 1/2 for opposite spins, 1/4 for like spins).
-* c_m: nuclear cusp correction. Gaussian orbitals have zero radial slope at a nucleus, so a factor with
-  d log c_m / dr = -Z_m at r = 0 gives psi the Kato cusp: log c_m(r) = -Z_m r_c (1 - exp(-r / r_c)),
-  smooth, constant beyond a few r_c = ``cusp_radius`` / Z_m. (PauliNet replaces the orbitals inside a
-  small sphere after Ma, Towler, Drummond, Needs, J. Chem. Phys. 122, 224322 (2005); this factor
-  enforces the same cusp with one smooth expression, and the trained Jastrow absorbs the rest.)
+* nuclear cusps: Gaussian orbitals have zero radial slope at a nucleus; inside a sphere of radius
+  ``cusp_radius`` around each nucleus every baseline orbital gets a polynomial that gives it Kato's
+  cusp and keeps it C^2 at the sphere (:mod:`qmc.ansatz.cusp`, after Ma, Towler, Drummond, Needs,
+  J. Chem. Phys. 122, 224322 (2005), as in the paper). The network features are smooth functions of
+  squared distances and so add no slope at a nucleus: the cusp of the baseline is the cusp of psi.
+
+At initialisation the backflow and Jastrow weights are zero, so psi is exactly the cusp-corrected
+UHF determinant times the fixed electron-electron cusp factor (the "HF baseline"); training starts
+from the Hartree-Fock energy and only improves on it (Hermann et al., Methods).
 """
 
 from __future__ import annotations
@@ -43,7 +47,10 @@ class PauliNetOptions:
       embedding: width of the electron embeddings x_i. layers: graph-convolution layers.
       radial: number of radial basis functions of squared distances (widths 0.1 ... 10 bohr^2).
       determinants: backflow determinants summed in psi.
-      cusp_radius: r_c * Z of the nuclear cusp factor (bohr); 0 switches the correction off.
+      cusp_radius: largest r_c (bohr) of the nuclear cusp correction of the baseline orbitals (the
+        radius is chosen per orbital and nucleus up to it, :mod:`qmc.ansatz.cusp`); must stay below
+        half the shortest internuclear distance. None: 0.5 bohr, or 0.4 times the shortest
+        internuclear distance if that is less. 0 switches the correction off.
     """
 
     basis: str = "cc-pvdz"
@@ -51,12 +58,12 @@ class PauliNetOptions:
     layers: int = 2
     radial: int = 8
     determinants: int = 1
-    cusp_radius: float = 0.5
+    cusp_radius: float | None = None
 
     def __post_init__(self):
         if self.embedding < 1 or self.layers < 0 or self.radial < 1 or self.determinants < 1:
             raise ValueError(f"PauliNet sizes must be positive: {self}")
-        if self.cusp_radius < 0:
+        if self.cusp_radius is not None and self.cusp_radius < 0:
             raise ValueError(f"cusp_radius {self.cusp_radius} must be non-negative")
 
 
@@ -78,19 +85,16 @@ def electron_cusp_jastrow(x: jnp.ndarray, n_up: int) -> jnp.ndarray:
     return jnp.sum(a * r / (1.0 + r))
 
 
-def nuclear_cusp(r_ae: jnp.ndarray, charges: jnp.ndarray, cusp_radius: float) -> jnp.ndarray:
-    """sum_{i,m} log c_m(r_im) = -sum Z_m r_c (1 - exp(-r_im / r_c)), r_c = cusp_radius / Z_m; r_ae (n, M)."""
-    r_c = (cusp_radius / charges)[None, :]
-    return -jnp.sum(charges[None, :] * r_c * (1.0 - jnp.exp(-r_ae / r_c)))
-
-
 class PauliNet(nn.Module):
     """PauliNet for one configuration; ``__call__(positions) -> (sign, log|psi|)``.
 
     Attributes:
       nuclei: nuclear positions (bohr), tuple of (x, y, z). charges: nuclear charges.
       n_up, n_down: electrons per spin (up first). options: sizes.
-      hf_orbitals: (n_elec * 3,) -> (n_elec, n_elec) block-diagonal occupied UHF orbital matrix.
+      hf_orbitals: (n_elec * 3,) -> (n_elec, n_elec) block-diagonal matrix of the cusp-corrected
+        occupied UHF orbitals (:func:`baseline_orbitals`).
+      hf_energy: the UHF energy of the baseline (hartree); tells :func:`qmc.train.run_vmc` that this
+        ansatz starts at Hartree-Fock and needs no orbital pretraining.
     """
 
     nuclei: tuple[tuple[float, float, float], ...]
@@ -99,6 +103,7 @@ class PauliNet(nn.Module):
     n_down: int
     options: PauliNetOptions
     hf_orbitals: Callable[[jnp.ndarray], jnp.ndarray]
+    hf_energy: float | None = None
 
     def setup(self):
         options, n = self.options, self.n_up + self.n_down
@@ -147,10 +152,35 @@ class PauliNet(nn.Module):
         signs, logdets = jnp.linalg.slogdet(self._orbitals(x, h))
         sign, log_abs = signed_logsumexp(signs, logdets)
         log_abs = log_abs + jnp.sum(self.jastrow(h)) + electron_cusp_jastrow(x, self.n_up)
-        if self.options.cusp_radius > 0:
-            r_ae = jnp.linalg.norm(x[:, None, :] - nuclei[None, :, :], axis=-1)
-            log_abs = log_abs + nuclear_cusp(r_ae, jnp.asarray(self.charges, x.dtype), self.options.cusp_radius)
         return sign, log_abs
+
+
+def baseline_orbitals(molecule, hf, cusp_radius: float, nelec: Sequence[int]) -> Callable[[jnp.ndarray], jnp.ndarray]:
+    """(n_elec * 3,) -> (n_elec, n_elec) block-diagonal matrix of the occupied UHF orbitals of ``hf``
+    (:class:`qmc.pretrain.HartreeFock`), cusp-corrected within ``cusp_radius`` bohr of each nucleus
+    (0: uncorrected); evaluated in the positions' dtype."""
+    from qmc.ansatz.cusp import cusp_coefficients, cusp_correction
+    from qmc.pretrain import spin_block_diagonal
+
+    n_up, n_down = nelec
+    mo_up, mo_down = hf.mo_coeff
+    cusps = None
+    if cusp_radius > 0:
+        cusps = [cusp_coefficients(molecule, hf.mol, mo, cusp_radius) for mo in (mo_up, mo_down)]
+    coords = np.asarray(molecule.coords)
+
+    def orbitals(positions):
+        x = jnp.reshape(positions, (n_up + n_down, 3))
+        ao = hf.atomic_orbitals(x)
+        up = ao[:n_up] @ jnp.asarray(mo_up, x.dtype)
+        down = ao[n_up:] @ jnp.asarray(mo_down, x.dtype)
+        if cusps is not None:
+            r_ae = jnp.linalg.norm(x[:, None, :] - jnp.asarray(coords, x.dtype)[None, :, :], axis=-1)
+            up = up + cusp_correction(r_ae[:n_up], ao[:n_up], cusps[0])
+            down = down + cusp_correction(r_ae[n_up:], ao[n_up:], cusps[1])
+        return spin_block_diagonal(up, down)
+
+    return orbitals
 
 
 def make_paulinet(molecule, options: PauliNetOptions | None = None, *, nelec: Sequence[int] | None = None) -> PauliNet:
@@ -160,7 +190,21 @@ def make_paulinet(molecule, options: PauliNetOptions | None = None, *, nelec: Se
     options = options or PauliNetOptions()
     n_up, n_down = molecule.nelec if nelec is None else nelec
     hf = hartree_fock(molecule, options.basis)
+    if (n_up, n_down) != tuple(molecule.nelec):
+        raise ValueError(f"nelec {(n_up, n_down)} differs from the molecule's {molecule.nelec}: the UHF baseline has the latter")
     nuclei = tuple(tuple(float(c) for c in row) for row in np.asarray(molecule.coords))
     charges = tuple(float(z) for z in np.asarray(molecule.atomic_numbers))
     return PauliNet(nuclei=nuclei, charges=charges, n_up=int(n_up), n_down=int(n_down), options=options,
-                    hf_orbitals=hf.orbitals)
+                    hf_orbitals=baseline_orbitals(molecule, hf, default_cusp_radius(molecule, options.cusp_radius),
+                                                  (n_up, n_down)), hf_energy=hf.energy)
+
+
+def default_cusp_radius(molecule, cusp_radius: float | None) -> float:
+    """``cusp_radius``, or for None 0.5 bohr capped at 0.4 times the shortest internuclear distance."""
+    if cusp_radius is not None:
+        return float(cusp_radius)
+    coords = np.asarray(molecule.coords)
+    if len(coords) < 2:
+        return 0.5
+    distances = np.linalg.norm(coords[:, None] - coords[None], axis=-1)[np.triu_indices(len(coords), 1)]
+    return float(min(0.5, 0.4 * distances.min()))

@@ -39,8 +39,8 @@ def test_vmc_command_returns_the_documented_record(tmp_path, monkeypatch):
     record = args.func(args)
     options = seen["options"]
     assert (options.walkers, options.seed, options.iterations, options.eval_iterations) == (16, 3, 4, 0)
-    assert (options.ansatz, options.optimizer, options.laplacian, options.pretrain_iterations) == (
-        "ferminet", "spring", "forward", 0)
+    assert (options.ansatz, options.optimizer, options.laplacian, options.pretrain_iterations, options.dtype) == (
+        "ferminet", "spring", "forward", 0, "float64")
     for key in ("energy", "energy_error", "variance", "iterations", "wall_time_s", "table"):
         assert key in record
     # energy from the optimisation tail (eval_iterations 0): no evaluation step to compile
@@ -74,3 +74,9 @@ def test_paulinet_is_selectable(monkeypatch):
     args = _parse(["vmc", "--atom", "He 0 0 0", "--ansatz", "paulinet"])
     with pytest.raises(_Stop, match="paulinet"):
         args.func(args)
+
+
+def test_dtype_flag():
+    assert _parse(["vmc", "--dtype", "float32"]).dtype == "float32"
+    with pytest.raises(SystemExit):  # argparse refuses other precisions before any work
+        _parse(["vmc", "--dtype", "float16"])
