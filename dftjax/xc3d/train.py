@@ -58,12 +58,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from basis.grids import make_grid_spec
+from basis.grids import make_grid, make_grid_spec, pyscf_grid
 from basis.gto import make_basis
 from dftjax import adjoint, ksr
 from dftjax.adjoint import ADJOINTS, make_scf_function
 from dftjax.scf import initial_density
-from dftjax.system import SCFOptions, build_system, check_options
+from dftjax.system import KSSystem, SCFOptions, build_system, check_options
+from dftjax.xc3d.exact_exchange import grid_coulomb_potentials
 from dftjax.xc3d.data import ORIENTATION_DEGENERATE, Reference, atom_key
 
 CHECKPOINT_NAME = "xc3d_checkpoint.pkl"
@@ -167,6 +168,46 @@ def _scf_static(molecule, scf_options: SCFOptions, functional, options: XC3DOpti
                            response_tol=options.response_tol, grid_response=False)
 
 
+def system_for(molecule, scf_options: SCFOptions, functional, basis=None) -> KSSystem:
+    """:func:`dftjax.system.build_system` for ``functional`` (which need not be registered by name).
+
+    For a nonlocal functional (``needs_grid_coulomb``, e.g.
+    :func:`functionals.neural_xc.make_neural_local_hybrid`) the Coulomb potentials of AO products
+    on the same grid points are added (:func:`dftjax.xc3d.exact_exchange.grid_coulomb_potentials`),
+    which :func:`dftjax.fock.xc_energy` turns into the exact-exchange energy density of each SCF
+    density matrix.
+    """
+    system = build_system(molecule, scf_options, basis=basis)
+    if getattr(functional, "needs_grid_coulomb", False):
+        if scf_options.shard_grid and len(jax.local_devices()) > 1:
+            raise ValueError(f"{functional.name}: nonlocal functionals need shard_grid=False")
+        grid = (pyscf_grid(molecule, scf_options.grid_level) if scf_options.pyscf_grids
+                else make_grid(molecule, scf_options.grid_level))
+        if len(grid.weights) != system.weights.shape[0]:
+            raise ValueError("grid of the Coulomb potentials differs from the SCF grid")
+        potentials = grid_coulomb_potentials(molecule.to_pyscf(basis=scf_options.basis), np.asarray(grid.points))
+        system = system._replace(grid_coulomb=jnp.asarray(potentials))
+    return system
+
+
+def converge(molecule, scf_options: SCFOptions, functional, params=None, *, response_tol: float = 1e-7):
+    """Self-consistent ``(energy (Ha), dm (2, nao, nao), converged)`` of any functional object.
+
+    The implicit-adjoint SCF of :mod:`dftjax.adjoint` (CDIIS, differentiable in ``params``) on
+    :func:`system_for`; for functionals ``dftjax scf`` cannot name, such as the nonlocal model.
+    """
+    check_options(molecule, scf_options)
+    static = _scf_static(molecule, scf_options, functional,
+                         XC3DOptions(basis=scf_options.basis, response_tol=response_tol))
+    system = system_for(molecule, scf_options, functional, static.basis)
+    params = functional.params if params is None else params
+    state = jax.jit(lambda p, s, d: adjoint._converge(static, p, s, d))(params, system,
+                                                                         initial_density(molecule, None, scf_options))
+    tol_grad = scf_options.conv_tol_grad or float(np.sqrt(scf_options.conv_tol))
+    converged = abs(float(state.delta_energy)) < scf_options.conv_tol and float(state.gradient_norm) < tol_grad
+    return float(state.energy), np.asarray(state.dm), converged
+
+
 def make_problem(reference: Reference, functional, options: XC3DOptions) -> SystemProblem:
     """The differentiable SCF of one reference system and its ``(E, D)`` outputs.
 
@@ -186,7 +227,7 @@ def make_problem(reference: Reference, functional, options: XC3DOptions) -> Syst
     if options.adjoint != "implicit":
         return _make_unrolled_problem(reference, functional, options, molecule, scf_options)
     static = _scf_static(molecule, scf_options, functional, options)
-    system = build_system(molecule, scf_options, basis=static.basis)
+    system = system_for(molecule, scf_options, functional, static.basis)
     if system.overlap.shape[-1] != reference.dm.shape[-1]:
         raise ValueError(f"{reference.name}: reference density has {reference.dm.shape[-1]} AOs, "
                          f"basis {options.basis!r} {system.overlap.shape[-1]}: wrong --basis for the data")
