@@ -104,7 +104,7 @@ class KSSystem(NamedTuple):
     ao: jax.Array
     weights: jax.Array
     dipole_ints: jax.Array
-    grid_coulomb: jax.Array = jnp.zeros((0,))
+    grid_coulomb: jax.Array = np.zeros((0,))  # numpy: no JAX backend start at import
 
 
 

@@ -227,7 +227,7 @@ def main(argv=None) -> int:
         for label in [x for x in args.xc.split(",") if x]:
             xc = label.replace("_", ",")
             suffix = "" if args.driver == "dftjax" else f".{args.driver}"
-            cache = None if args.cache is None else f"{args.cache}.{label}{suffix}.json"
+            cache = None if args.cache is None else f"{args.cache}.{label.replace(':', '_')}{suffix}.json"
             results = run_functional(xc, refs, basis, grid_level=args.grid_level, cache_path=cache, label=label,
                                      driver=args.driver)
             summaries[label] = summarise(results, refs, molecules, [m for m in args.selection.split(",") if m])
