@@ -33,7 +33,11 @@ Per step: (1) every system's converged ``(E_m, D_m)`` (forward SCF, warm-started
 step's density); (2) the loss and its derivatives ``c_m = dL/d(E_m, D_m)``
 (:func:`loss_from_values`); (3) one reverse pass per system of ``c_m . (E_m, D_m)`` (restarted
 from the converged density, so the SCF inside takes 1-2 iterations), summed:
-``dL/dtheta = sum_m c_m . d(E_m, D_m)/dtheta``. **Data parallelism**: system ``m`` runs on local
+``dL/dtheta = sum_m c_m . d(E_m, D_m)/dtheta``. With ``density_weight = 0`` step (3) is
+``dE_m/dtheta`` at the converged density with no density response (the energy is stationary in
+the orbitals), compiled without the SCF loop or GMRES; equal to the full reverse pass (slow
+test). The shipped ``dftjax:nn-mgga`` was trained this way (``functionals/models/README.md``).
+**Data parallelism**: system ``m`` runs on local
 device ``m mod n_devices`` (its parameters are placed there; JAX dispatches the jitted calls
 asynchronously, so the devices work concurrently) and the per-system results are gathered to the
 host. Shapes differ between molecules, so this per-device split of the molecule list is used
