@@ -63,6 +63,8 @@ def xc_energy(functional: Functional, params, system: KSSystem, dm, closed_shell
         features = restricted_features_from_density_matrix(system.ao, dm[0] + dm[1])
     else:
         features = features_from_density_matrices(system.ao, dm)
+    if getattr(functional, "needs_grid_coulomb", False):  # a local hybrid: reads e_x^HF[dm](r)
+        return functional.xc_energy(params, features, system.weights, system.ao, dm, system.grid_coulomb)
     return jnp.sum(system.weights * functional(features, params))
 
 

@@ -88,6 +88,9 @@ class KSSystem(NamedTuple):
       ao: (4, n_grid, nao) AO values and gradients on the grid (a (4, 0, nao) placeholder for HF).
       weights: (n_grid,) quadrature weights.
       dipole_ints: (3, nao, nao) <mu| r - origin |nu>, origin at 0.
+      grid_coulomb: (n_grid, nao, nao) ``int phi_mu phi_nu / |r_g - r'|`` on the grid points, for
+        functionals with ``needs_grid_coulomb`` (local hybrids read the exact-exchange energy
+        density; set by their caller, e.g. ``dftjax.xc3d.train``), else a (0,) placeholder.
     """
 
     overlap: jax.Array
@@ -101,6 +104,7 @@ class KSSystem(NamedTuple):
     ao: jax.Array
     weights: jax.Array
     dipole_ints: jax.Array
+    grid_coulomb: jax.Array = np.zeros((0,))  # numpy: no JAX backend start at import
 
 
 

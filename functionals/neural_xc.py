@@ -412,3 +412,46 @@ def neural_local_hybrid_energy_density(config: NeuralLocalHybridConfig = NeuralL
         return total
 
     return energy_density
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, eq=False)
+class NonlocalFunctional(Functional):
+    """A :class:`~functionals.functional.Functional` whose energy density also reads the per-spin
+    exact-exchange energy density (a local hybrid, DM21-style).
+
+    ``energy_density(params, features, exact_exchange)`` takes a third argument, the (2, n)
+    :func:`exact_exchange_energy_density` of the current density matrix. A Kohn-Sham solver sees
+    ``needs_grid_coulomb`` and builds the (n_grid, nao, nao) Coulomb potentials of AO products on
+    its grid (``dftjax.system.build_system``), and ``dftjax.fock.xc_energy`` calls
+    :meth:`xc_energy` with the density matrix; the XC Fock matrix is its ``jax.grad``, as for
+    semilocal functionals. Calling it pointwise on features alone (PySCF's ``eval_xc``) is an error.
+    """
+
+    needs_grid_coulomb: bool = True
+
+    def __call__(self, features, params: Any = None):
+        raise ValueError(f"{self.name} is nonlocal (it reads the exact-exchange energy density of the "
+                         "density matrix): evaluate it with xc_energy(...) inside a dftjax SCF, not on features")
+
+    def xc_energy(self, params: Any, features, weights: Array, ao: Array, dm: Array, grid_coulomb: Array) -> Array:
+        """``sum_g w_g e(params, features, e_x^HF[dm])`` (Ha); ``params`` None: the functional's own."""
+        exact_exchange = exact_exchange_energy_density(ao, dm, grid_coulomb)
+        params = self.params if params is None else params
+        return jnp.sum(weights * self.energy_density(params, features, exact_exchange))
+
+
+def make_neural_local_hybrid(key: Array | None = None,
+                             config: NeuralLocalHybridConfig = NeuralLocalHybridConfig(),
+                             params: Any = None) -> NonlocalFunctional:
+    """The neural local hybrid of :func:`neural_local_hybrid_energy_density` as a
+    :class:`NonlocalFunctional` (``kind="mgga"``; no global exact exchange: it is mixed in locally).
+
+    Untrained (zero output layers of the semilocal MLPs) it is PBE with a constant fraction
+    ``a = max_fraction * sigmoid(initial_logit)`` of exact exchange replacing PBE exchange: with
+    ``initial_logit = 0`` and ``max_fraction = 0.5``, ``a = 1/4``, i.e. PBE0 (Adamo & Barone,
+    J. Chem. Phys. 110, 6158 (1999)) up to the quadrature of the exchange energy density.
+    """
+    if params is None:
+        params = init_local_hybrid_params(jax.random.PRNGKey(0) if key is None else key, config)
+    return NonlocalFunctional(name=config.semilocal.name, kind="mgga",
+                              energy_density=neural_local_hybrid_energy_density(config), params=params)

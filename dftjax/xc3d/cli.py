@@ -75,6 +75,9 @@ def add_xc3d(train_subparsers) -> None:
     p.add_argument("--devices", type=int, default=0,
                    help="split the systems over this many local devices (0: all)")
     p.add_argument("--out", default=None, help="write the selected weights (.npz, functionals.neural_xc format)")
+    p.add_argument("--export-only", action="store_true",
+                   help="write --out from the checkpoint in --checkpoint-dir (best validation parameters so far) "
+                        "without training or building any SCF, e.g. after an interrupted run")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.set_defaults(func=cmd_train_xc3d)
 
@@ -123,6 +126,8 @@ def cmd_train_xc3d(args) -> dict:
         raise ValueError("--devices must be >= 0")
     validation_names = _with_atoms(validation_names, ALL_SYSTEMS) if validation_names else []
     validation_names = [n for n in validation_names if n not in train_names]
+    if args.export_only:
+        return _export(args, config, train_names, validation_names)
     refs, basis = load_reference(args.data_dir, train_names + validation_names)
     options = XC3DOptions(basis=basis, grid_level=args.grid_level, adjoint=args.adjoint,
                           unrolled_steps=args.unrolled_steps, steps=args.steps,
@@ -151,6 +156,9 @@ def cmd_train_xc3d(args) -> dict:
         metadata = {k: result[k] for k in ("basis", "adjoint", "steps", "best_step", "best_validation", "train",
                                            "validation")}
         metadata["grid_level"] = args.grid_level
+        metadata["learning_rate"] = args.learning_rate
+        metadata["loss_weights"] = {"energy": args.energy_weight, "atomization": args.atomization_weight,
+                                    "density": args.density_weight}
         save_model(args.out, state.best_params, config, metadata)
         result["out"] = os.path.abspath(args.out)
     lines = [f"xc3d: {result['steps']} Adam steps ({args.adjoint} adjoint, {basis}), best step "
@@ -162,3 +170,30 @@ def cmd_train_xc3d(args) -> dict:
         lines.append(f"weights: {result['out']}")
     result["table"] = "\n".join(lines)
     return result
+
+
+def _export(args, config, train_names, validation_names) -> dict:
+    """``--export-only``: the checkpoint's best parameters to ``--out`` with their metadata."""
+    import numpy as np
+
+    from dftjax.xc3d.data import load_reference
+    from dftjax.xc3d.train import load_checkpoint
+    from functionals.neural_xc import save_model
+
+    if not args.checkpoint_dir or not args.out:
+        raise ValueError("--export-only needs --checkpoint-dir and --out")
+    state = load_checkpoint(args.checkpoint_dir)
+    if state is None:
+        raise ValueError(f"no checkpoint in {args.checkpoint_dir!r}")
+    _, basis = load_reference(args.data_dir, train_names[:1])
+    best_validation = float(state.best_validation)
+    metadata = {"basis": basis, "adjoint": args.adjoint, "steps": int(state.step), "best_step": int(state.best_step),
+                "best_validation": best_validation if np.isfinite(best_validation) else None,
+                "train": train_names, "validation": validation_names, "grid_level": args.grid_level,
+                "learning_rate": args.learning_rate,
+                "loss_weights": {"energy": args.energy_weight, "atomization": args.atomization_weight,
+                                 "density": args.density_weight}}
+    save_model(args.out, state.best_params, config, metadata)
+    return {**metadata, "out": os.path.abspath(args.out),
+            "table": f"exported step {metadata['best_step']} of {metadata['steps']} (validation loss "
+                     f"{best_validation:.4e}) to {os.path.abspath(args.out)}"}

@@ -55,15 +55,50 @@ def density_error(reference: Reference, dm: np.ndarray, basis: str,
     return total
 
 
-def run_functional(xc: str, references: dict[str, Reference], basis: str, *, grid_level: int = 1,
+def _pyscf_scf(xc, reference: Reference, basis: str, grid_level: int) -> dict:
+    """PySCF's SCF driver with the dftjax functional ``xc`` (:func:`dftjax.pyscf_plugin.apply`).
+
+    Every pointwise functional value and potential comes from dftjax; PySCF supplies the SCF loop
+    (DIIS, then second-order Newton if DIIS fails), J/K and its own integration grid. The plugin
+    evaluates the functional in fixed-size jitted chunks, so one compilation per functional (and
+    spin case) serves every molecule, unlike ``dftjax scf``, which compiles per molecule.
+    """
+    from pyscf import dft, gto
+
+    from dftjax import pyscf_plugin
+
+    mol = gto.M(atom=reference.atom, basis=basis, spin=reference.spin, charge=reference.charge, verbose=0)
+    mf = dft.UKS(mol) if reference.spin else dft.RKS(mol)
+    pyscf_plugin.apply(mf, xc)
+    mf.grids.level = grid_level
+    mf.conv_tol = 1e-9
+    mf.max_cycle = 100
+    mf.kernel()
+    attempts = ["diis"]
+    if not mf.converged:
+        mf = mf.newton()
+        mf.kernel(mf.make_rdm1())
+        attempts.append("newton")
+    dm = np.asarray(mf.make_rdm1())
+    if dm.ndim == 2:
+        dm = np.stack([0.5 * dm, 0.5 * dm])
+    s2 = float(mf.spin_square()[0]) if reference.spin else 0.0
+    return {"energy": float(mf.e_tot), "converged": bool(mf.converged), "iterations": None,
+            "attempts": attempts, "s2": s2, "dm": dm}
+
+
+def run_functional(xc, references: dict[str, Reference], basis: str, *, grid_level: int = 1,
                    params=None, cache_path: str | None = None, label: str | None = None,
-                   progress: Callable[[str], None] = _progress) -> dict:
+                   driver: str = "dftjax", progress: Callable[[str], None] = _progress) -> dict:
     """SCF energies, convergence and density errors of ``xc`` for every reference system.
 
     Args:
         xc: functional name for :func:`dftjax.scf.run_scf` (``"dftjax:nn-mgga"`` too).
         references: name -> :class:`Reference`.
         params: functional parameters (e.g. a trained model's) instead of the registered ones.
+        driver: ``"dftjax"`` (:func:`dftjax.scf.run_scf`, dftjax's grid of ``grid_level``) or
+            ``"pyscf"`` (PySCF's SCF and grid of ``grid_level`` with the dftjax functional,
+            :func:`_pyscf_scf`; ``xc`` may then also be a Functional object).
         cache_path: JSON file of finished results (read, extended, written atomically).
         label: the key of this functional in the cache (default ``xc``).
     Returns:
@@ -76,34 +111,45 @@ def run_functional(xc: str, references: dict[str, Reference], basis: str, *, gri
     if cache_path and os.path.exists(cache_path):
         with open(cache_path) as handle:
             cache = json.load(handle)
-    if cache.get("_basis", basis) != basis or cache.get("_grid_level", grid_level) != grid_level:
-        raise ValueError(f"{cache_path} holds results for another basis or grid level")
-    cache.update({"_basis": basis, "_grid_level": grid_level})
+    if driver not in ("dftjax", "pyscf"):
+        raise ValueError(f"driver must be 'dftjax' or 'pyscf'; got {driver!r}")
+    if (cache.get("_basis", basis) != basis or cache.get("_grid_level", grid_level) != grid_level
+            or cache.get("_driver", "dftjax" if cache else driver) != driver):
+        raise ValueError(f"{cache_path} holds results for another basis, grid level or SCF driver")
+    cache.update({"_basis": basis, "_grid_level": grid_level, "_driver": driver})
     results = cache.setdefault(label, {})
     for name, reference in references.items():
         if name in results:
             continue
-        options = SCFOptions(xc=xc, basis=basis, unrestricted=reference.spin != 0, grid_level=grid_level,
-                             max_cycle=100, conv_tol=1e-9)
         start = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            result = run_scf(reference.molecule(), options, params=params)
-        results[name] = {
-            "energy": result.energy, "converged": bool(result.converged), "iterations": result.iterations,
-            "attempts": list(result.attempts), "s2": result.s2,
-            "density_error": density_error(reference, result.dm, basis),
-            "wall_time_s": round(time.perf_counter() - start, 2),
-        }
-        progress(f"{label} {name}: E = {result.energy:.8f} (ref {reference.energy:.8f}), converged="
-                 f"{result.converged}, int|drho| = {results[name]['density_error']:.4f}")
+        if driver == "pyscf":
+            out = _pyscf_scf(xc, reference, basis, grid_level)
+        else:
+            options = SCFOptions(xc=xc, basis=basis, unrestricted=reference.spin != 0, grid_level=grid_level,
+                                 max_cycle=100, conv_tol=1e-9)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                result = run_scf(reference.molecule(), options, params=params)
+            out = {"energy": result.energy, "converged": bool(result.converged), "iterations": result.iterations,
+                   "attempts": list(result.attempts), "s2": result.s2, "dm": np.asarray(result.dm)}
+        dm = out.pop("dm")
+        results[name] = {**out, "density_error": density_error(reference, dm, basis),
+                         "wall_time_s": round(time.perf_counter() - start, 2)}
+        progress(f"{label} {name}: E = {out['energy']:.8f} (ref {reference.energy:.8f}), converged="
+                 f"{out['converged']}, int|drho| = {results[name]['density_error']:.4f}")
         if cache_path:
             atomic.write_json(cache_path, cache, indent=1, sort_keys=True)
     return {name: results[name] for name in references}
 
 
-def summarise(results: dict, references: dict[str, Reference], molecules: Iterable[str]) -> dict:
-    """Atomization-energy errors (kcal/mol) and density errors over ``molecules`` of one functional."""
+def summarise(results: dict, references: dict[str, Reference], molecules: Iterable[str],
+              selection: Iterable[str] = ()) -> dict:
+    """Atomization-energy errors (kcal/mol) and density errors over ``molecules`` of one functional.
+
+    ``selection``: molecules used to select the trained model (validation set); the AE MAE is also
+    reported without them (``atomization_mae_kcal_unseen``), the strictly held-out number.
+    """
+    selection = set(selection)
     rows = []
     for name in molecules:
         ref = references[name]
@@ -122,6 +168,9 @@ def summarise(results: dict, references: dict[str, Reference], molecules: Iterab
     return {
         "atomization_mae_kcal": float(np.mean(np.abs(errors))) if len(rows) else float("nan"),
         "atomization_max_kcal": float(np.max(np.abs(errors))) if len(rows) else float("nan"),
+        "atomization_mae_kcal_unseen": float(np.mean([abs(r["error_kcal"]) for r in rows
+                                                      if r["molecule"] not in selection] or [float("nan")])),
+        "selection_molecules": sorted(selection & {r["molecule"] for r in rows}),
         "density_error_mean": (float(np.mean([r["density_error"] for r in density_rows])) if density_rows
                                else float("nan")),
         "density_error_molecules": [r["molecule"] for r in density_rows],
@@ -135,12 +184,12 @@ def summarise(results: dict, references: dict[str, Reference], molecules: Iterab
 def format_table(summaries: dict[str, dict]) -> str:
     """Human-readable comparison of :func:`summarise` outputs keyed by functional label."""
     labels = list(summaries)
-    lines = [f"{'functional':<16} {'AE MAE':>10} {'AE max':>10} {'mean int|drho|':>15} {'converged':>10}",
-             f"{'':<16} {'kcal/mol':>10} {'kcal/mol':>10} {'electrons':>15}"]
+    lines = [f"{'functional':<16} {'AE MAE':>10} {'AE MAE':>10} {'AE max':>10} {'mean int|drho|':>15} {'converged':>10}",
+             f"{'':<16} {'kcal/mol':>10} {'unseen':>10} {'kcal/mol':>10} {'electrons':>15}"]
     for label in labels:
         s = summaries[label]
-        lines.append(f"{label:<16} {s['atomization_mae_kcal']:10.2f} {s['atomization_max_kcal']:10.2f} "
-                     f"{s['density_error_mean']:15.4f} {str(s['all_converged']):>10}")
+        lines.append(f"{label:<16} {s['atomization_mae_kcal']:10.2f} {s['atomization_mae_kcal_unseen']:10.2f} "
+                     f"{s['atomization_max_kcal']:10.2f} {s['density_error_mean']:15.4f} {str(s['all_converged']):>10}")
     return "\n".join(lines)
 
 
@@ -156,10 +205,18 @@ def main(argv=None) -> int:
     parser.add_argument("--molecules", default=",".join(s.name for s in HELD_OUT) if HELD_OUT else "")
     parser.add_argument("--data-dir", default=DATA_DIR)
     parser.add_argument("--grid-level", type=int, default=1)
+    parser.add_argument("--driver", choices=["dftjax", "pyscf"], default="dftjax",
+                        help="SCF driver: dftjax's run_scf, or PySCF's with the dftjax functional (plugin)")
     parser.add_argument("--cache", default=None, help="JSON cache of finished SCFs (resume)")
+    parser.add_argument("--selection", default="N2,CO",
+                        help="held-out molecules used for model selection (validation) of the trained functional; "
+                             "the table also gives the AE MAE without them")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     import dftjax  # noqa: F401  (float64)
+    from dftjax.cli import _enable_compilation_cache
+
+    _enable_compilation_cache()  # the per-molecule SCF compilations are reused by reruns
 
     try:
         molecules = [m for m in args.molecules.split(",") if m]
@@ -169,14 +226,17 @@ def main(argv=None) -> int:
         summaries = {}
         for label in [x for x in args.xc.split(",") if x]:
             xc = label.replace("_", ",")
-            cache = None if args.cache is None else f"{args.cache}.{label}.json"
-            results = run_functional(xc, refs, basis, grid_level=args.grid_level, cache_path=cache, label=label)
-            summaries[label] = summarise(results, refs, molecules)
+            suffix = "" if args.driver == "dftjax" else f".{args.driver}"
+            cache = None if args.cache is None else f"{args.cache}.{label.replace(':', '_')}{suffix}.json"
+            results = run_functional(xc, refs, basis, grid_level=args.grid_level, cache_path=cache, label=label,
+                                     driver=args.driver)
+            summaries[label] = summarise(results, refs, molecules, [m for m in args.selection.split(",") if m])
     except ValueError as err:
         print(f"xc3d evaluate: error: {str(err).splitlines()[0]}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps({"basis": basis, "grid_level": args.grid_level, "summaries": summaries}))
+        print(json.dumps({"basis": basis, "grid_level": args.grid_level, "driver": args.driver,
+                          "summaries": summaries}))
     else:
         print(format_table(summaries))
     return 0

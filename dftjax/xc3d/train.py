@@ -23,13 +23,26 @@ The density term is evaluated exactly in the AO basis: ``int (Delta rho)^2 = Del
 with the four-index grid metric ``M_{ij,kl} = sum_g w_g phi_i phi_j phi_k phi_l`` on a PySCF grid
 (level :data:`DENSITY_GRID_LEVEL`), computed once per molecule; so no grid work is redone per step.
 
-Per step, every system's ``(E_m, D_m)`` and their parameter Jacobian (``jax.jacrev``, two
-cotangents) are computed by one jitted function per system; the loss gradient is assembled from
-them by the chain rule. **Data parallelism**: system ``m`` runs on local device ``m mod n_devices``
-(its parameters are placed there; JAX dispatches the jitted calls asynchronously, so the devices
-work concurrently) and the per-system results are gathered to the host. Shapes differ between
-molecules, so this per-device split of the molecule list is used instead of a padded ``pmap``; the
-result does not depend on the number of devices (tested with 4 host devices).
+Cost: integrals, the grid and the AO values of each system are built once (outside any jitted
+function) and passed to its jitted functions as arguments; each system's functions compile once per
+process (and are kept on disk by JAX's persistent compilation cache, which ``dftjax`` turns on).
+Compilation dominates: on one CPU core, H2/6-31G compiles in ~20 s (forward SCF) + ~60 s
+(gradient), then runs in 0.1 s + 0.6 s.
+
+Per step: (1) every system's converged ``(E_m, D_m)`` (forward SCF, warm-started from the previous
+step's density); (2) the loss and its derivatives ``c_m = dL/d(E_m, D_m)``
+(:func:`loss_from_values`); (3) one reverse pass per system of ``c_m . (E_m, D_m)`` (restarted
+from the converged density, so the SCF inside takes 1-2 iterations), summed:
+``dL/dtheta = sum_m c_m . d(E_m, D_m)/dtheta``. With ``density_weight = 0`` step (3) is
+``dE_m/dtheta`` at the converged density with no density response (the energy is stationary in
+the orbitals), compiled without the SCF loop or GMRES; equal to the full reverse pass (slow
+test). The shipped ``dftjax:nn-mgga`` was trained this way (``functionals/models/README.md``).
+**Data parallelism**: system ``m`` runs on local
+device ``m mod n_devices`` (its parameters are placed there; JAX dispatches the jitted calls
+asynchronously, so the devices work concurrently) and the per-system results are gathered to the
+host. Shapes differ between molecules, so this per-device split of the molecule list is used
+instead of a padded ``pmap``; the result does not depend on the number of devices (tested with 4
+host devices).
 
 Optimiser: optax Adam. The parameters with the lowest validation loss (evaluated every
 ``validate_every`` steps and at the end) are kept. Checkpoints (pickle of the whole
@@ -49,9 +62,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from dftjax import ksr
+from basis.grids import make_grid, make_grid_spec, pyscf_grid
+from basis.gto import make_basis
+from dftjax import adjoint, ksr
 from dftjax.adjoint import ADJOINTS, make_scf_function
-from dftjax.system import SCFOptions
+from dftjax.scf import initial_density
+from dftjax.system import KSSystem, SCFOptions, build_system, check_options
+from dftjax.xc3d.exact_exchange import grid_coulomb_potentials
 from dftjax.xc3d.data import ORIENTATION_DEGENERATE, Reference, atom_key
 
 CHECKPOINT_NAME = "xc3d_checkpoint.pkl"
@@ -70,6 +87,7 @@ class XC3DOptions:
         adjoint: ``"implicit"`` or ``"unrolled"``.
         unrolled_steps: SCF iterations of the unrolled adjoint (linear mixing 0.3).
         max_cycle, conv_tol: SCF convergence of the implicit adjoint (energy change, Ha).
+        response_tol: relative GMRES tolerance of the implicit adjoint's linear response.
         steps: Adam steps; learning_rate: Adam's step size.
         energy_weight, atomization_weight, density_weight: w_E, w_A, w_rho of the loss.
         validate_every: steps between validation losses; checkpoint_every: steps between
@@ -83,6 +101,7 @@ class XC3DOptions:
     unrolled_steps: int = 25
     max_cycle: int = 60
     conv_tol: float = 1e-9
+    response_tol: float = 1e-7
     steps: int = 10
     learning_rate: float = 1e-3
     energy_weight: float = 1.0
@@ -126,29 +145,128 @@ def density_metric(reference: Reference, basis: str, level: int = DENSITY_GRID_L
 
 
 class SystemProblem(NamedTuple):
-    """What the loss needs of one system (closure constants of its jitted function)."""
+    """What the loss needs of one system: its jitted SCF functions and their fixed arguments."""
 
     name: str
     reference: Reference
-    value_and_jacobian: Callable  # (params, start) -> ((2,) [E (Ha), D], (2,)-leading jac, dm)
-    values: Callable  # (params, start) -> ((2,), dm): forward only (validation)
+    values: Callable  # (params, start) -> ((2,) [E (Ha), int (Delta rho)^2], (2, nao, nao) dm)
+    gradient: Callable  # (params, start, cotangent (2,)) -> d(cotangent . values)/d params
     dm0: jax.Array
+    outputs: Callable  # the unjitted (params, start, constants) -> ((2,), dm)
+    constants: Any  # the fixed arrays (system, density metric, reference density)
+
+
+def _scf_static(molecule, scf_options: SCFOptions, functional, options: XC3DOptions) -> adjoint._Static:
+    """The hashable description the implicit-adjoint kernels of :mod:`dftjax.adjoint` take.
+
+    Built as :func:`dftjax.adjoint.make_scf_function` builds it, with the looser linear-response
+    tolerance of :attr:`XC3DOptions.response_tol` (parameter gradients need far less than the
+    1e-10 that second derivatives in nuclear positions do) and no grid response (the geometry
+    is fixed during training).
+    """
+    basis = make_basis(molecule, scf_options.basis)
+    return adjoint._Static(functional=functional, basis=basis, auxbasis=None,
+                           grid_spec=make_grid_spec(molecule.atomic_numbers, scf_options.grid_level),
+                           atomic_numbers=np.asarray(molecule.atomic_numbers), nelec=tuple(molecule.nelec),
+                           unrestricted=scf_options.unrestricted, options=scf_options,
+                           response_tol=options.response_tol, grid_response=False)
+
+
+def system_for(molecule, scf_options: SCFOptions, functional, basis=None) -> KSSystem:
+    """:func:`dftjax.system.build_system` for ``functional`` (which need not be registered by name).
+
+    For a nonlocal functional (``needs_grid_coulomb``, e.g.
+    :func:`functionals.neural_xc.make_neural_local_hybrid`) the Coulomb potentials of AO products
+    on the same grid points are added (:func:`dftjax.xc3d.exact_exchange.grid_coulomb_potentials`),
+    which :func:`dftjax.fock.xc_energy` turns into the exact-exchange energy density of each SCF
+    density matrix.
+    """
+    system = build_system(molecule, scf_options, basis=basis)
+    if getattr(functional, "needs_grid_coulomb", False):
+        if scf_options.shard_grid and len(jax.local_devices()) > 1:
+            raise ValueError(f"{functional.name}: nonlocal functionals need shard_grid=False")
+        grid = (pyscf_grid(molecule, scf_options.grid_level) if scf_options.pyscf_grids
+                else make_grid(molecule, scf_options.grid_level))
+        if len(grid.weights) != system.weights.shape[0]:
+            raise ValueError("grid of the Coulomb potentials differs from the SCF grid")
+        potentials = grid_coulomb_potentials(molecule.to_pyscf(basis=scf_options.basis), np.asarray(grid.points))
+        system = system._replace(grid_coulomb=jnp.asarray(potentials))
+    return system
+
+
+def converge(molecule, scf_options: SCFOptions, functional, params=None, *, response_tol: float = 1e-7):
+    """Self-consistent ``(energy (Ha), dm (2, nao, nao), converged)`` of any functional object.
+
+    The implicit-adjoint SCF of :mod:`dftjax.adjoint` (CDIIS, differentiable in ``params``) on
+    :func:`system_for`; for functionals ``dftjax scf`` cannot name, such as the nonlocal model.
+    """
+    check_options(molecule, scf_options)
+    static = _scf_static(molecule, scf_options, functional,
+                         XC3DOptions(basis=scf_options.basis, response_tol=response_tol))
+    system = system_for(molecule, scf_options, functional, static.basis)
+    params = functional.params if params is None else params
+    state = jax.jit(lambda p, s, d: adjoint._converge(static, p, s, d))(params, system,
+                                                                         initial_density(molecule, None, scf_options))
+    tol_grad = scf_options.conv_tol_grad or float(np.sqrt(scf_options.conv_tol))
+    converged = abs(float(state.delta_energy)) < scf_options.conv_tol and float(state.gradient_norm) < tol_grad
+    return float(state.energy), np.asarray(state.dm), converged
 
 
 def make_problem(reference: Reference, functional, options: XC3DOptions) -> SystemProblem:
-    """The differentiable SCF of one reference system and its ``(E, D)`` outputs."""
+    """The differentiable SCF of one reference system and its ``(E, D)`` outputs.
+
+    What does not depend on the functional's parameters is computed **once** here, outside any
+    jitted function: integrals and AO values on the grid (:func:`dftjax.system.build_system`, the
+    non-differentiable path of ``dftjax scf``), the density metric and the reference density.
+    They enter the jitted functions as arguments (not closure constants, which XLA would
+    constant-fold at compile time), so each step only runs the SCF and its adjoint, and each
+    system's functions are compiled once per process (``jit`` caches by shape; the same
+    ``static`` object is reused by every step).
+    """
     molecule = reference.molecule()
     scf_options = SCFOptions(xc="pbe", basis=options.basis, unrestricted=reference.spin != 0,
                              grid_level=options.grid_level, max_cycle=options.max_cycle,
                              conv_tol=options.conv_tol, shard_grid=False)
-    scf = make_scf_function(molecule, scf_options, adjoint=options.adjoint, functional=functional,
-                            n_steps=options.unrolled_steps if options.adjoint == "unrolled" else None)
+    check_options(molecule, scf_options)
+    if options.adjoint != "implicit":
+        return _make_unrolled_problem(reference, functional, options, molecule, scf_options)
+    static = _scf_static(molecule, scf_options, functional, options)
+    system = system_for(molecule, scf_options, functional, static.basis)
+    if system.overlap.shape[-1] != reference.dm.shape[-1]:
+        raise ValueError(f"{reference.name}: reference density has {reference.dm.shape[-1]} AOs, "
+                         f"basis {options.basis!r} {system.overlap.shape[-1]}: wrong --basis for the data")
+    if system.orthogonalizer.shape[1] != system.overlap.shape[0]:
+        raise ValueError(f"{reference.name}: linearly dependent basis (the implicit adjoint needs nmo == nao)")
+    dm0 = initial_density(molecule, None, scf_options)
+    constants = (system, jnp.asarray(density_metric(reference, options.basis)),
+                 jnp.asarray((reference.dm[0] + reference.dm[1]).reshape(-1)))
+
+    def outputs(params, start, constants):
+        system, metric, ref_total = constants
+        dm = adjoint.converged_density(static, params, system, start)
+        energy = adjoint.converged_energy(static, params, system, dm)
+        delta = (dm[0] + dm[1]).reshape(-1) - ref_total
+        return jnp.stack([energy, delta @ metric @ delta]), dm
+
+    energy_gradient = None
+    if options.density_weight == 0.0:
+        def energy_gradient(params, converged, cotangent, constants):
+            # dE/dtheta at the converged density needs no density response (the energy is
+            # stationary in the orbitals; the implicit adjoint's energy rule), so no SCF and no
+            # GMRES are compiled into the reverse pass: a fraction of the compile time
+            system = constants[0]
+            return jax.grad(lambda p: cotangent[0] * adjoint.converged_energy(static, p, system, converged))(params)
+
+    return _jitted_problem(reference, outputs, constants, dm0, energy_gradient)
+
+
+def _make_unrolled_problem(reference, functional, options, molecule, scf_options) -> SystemProblem:
+    """The unrolled adjoint through :func:`dftjax.adjoint.make_scf_function` (integrals per call)."""
+    scf = make_scf_function(molecule, scf_options, adjoint="unrolled", functional=functional,
+                            n_steps=options.unrolled_steps)
     if scf.dm0.shape[-1] != reference.dm.shape[-1]:
         raise ValueError(f"{reference.name}: reference density has {reference.dm.shape[-1]} AOs, "
                          f"basis {options.basis!r} {scf.dm0.shape[-1]}: wrong --basis for the data")
-    # Geometry, basis exponents, metric and reference density are *arguments* of the jitted
-    # functions, not closure constants: XLA would otherwise constant-fold the whole integral and
-    # grid construction at compile time (minutes per molecule).
     constants = (scf.inputs._replace(params=None), jnp.asarray(density_metric(reference, options.basis)),
                  jnp.asarray((reference.dm[0] + reference.dm[1]).reshape(-1)))
 
@@ -158,21 +276,39 @@ def make_problem(reference: Reference, functional, options: XC3DOptions) -> Syst
         delta = (dm[0] + dm[1]).reshape(-1) - ref_total
         return jnp.stack([energy, delta @ metric @ delta]), dm
 
-    def value_and_jacobian(params, start, constants):
-        jacobian, (value, dm) = jax.jacrev(lambda p: _with_aux(outputs(p, start, constants)), has_aux=True)(params)
-        return value, jacobian, dm
-
-    jitted_jacobian, jitted_values = jax.jit(value_and_jacobian), jax.jit(outputs)
-    return SystemProblem(name=reference.name, reference=reference,
-                         value_and_jacobian=lambda p, start: jitted_jacobian(p, start, _on(constants, p)),
-                         values=lambda p, start: jitted_values(p, start, _on(constants, p)),
-                         dm0=scf.dm0)
+    return _jitted_problem(reference, outputs, constants, scf.dm0)
 
 
-def _on(constants, params):
-    """``constants`` on the device of ``params`` (the device that system's step runs on)."""
-    device = next(iter(jax.tree_util.tree_leaves(params)[0].devices()))
-    return jax.device_put(constants, device)
+def _jitted_problem(reference, outputs, constants, dm0, gradient=None) -> SystemProblem:
+    """Jit ``outputs`` and the gradient of ``cotangent . outputs`` (one reverse pass per step).
+
+    ``gradient``: a cheaper ``(params, start, cotangent, constants) -> gradient`` to use instead
+    (energies only, from the converged density passed as ``start``).
+    """
+    if gradient is None:
+        def gradient(params, start, cotangent, constants):
+            return jax.grad(lambda p: outputs(p, start, constants)[0] @ cotangent)(params)
+
+    jitted_gradient, jitted_values = jax.jit(gradient), jax.jit(outputs)
+    placed = {}  # device -> constants there (moved once, not every step)
+
+    def on(params, start):
+        device = next(iter(jax.tree_util.tree_leaves(params)[0].devices()))
+        if device not in placed:
+            placed[device] = jax.device_put(constants, device)
+        # one argument type for every call (host or device array, committed or not): no recompiles
+        return jax.device_put(np.asarray(start, dtype=np.float64), device), placed[device]
+
+    def values(params, start):
+        start, consts = on(params, start)
+        return jitted_values(params, start, consts)
+
+    def grad(params, start, cotangent):
+        start, consts = on(params, start)
+        return jitted_gradient(params, start, jnp.asarray(cotangent, dtype=jnp.float64), consts)
+
+    return SystemProblem(name=reference.name, reference=reference, values=values, gradient=grad,
+                         dm0=dm0, outputs=outputs, constants=constants)
 
 
 # (functional, reference, SCF settings) -> SystemProblem: a resumed or repeated train() in the same
@@ -182,16 +318,11 @@ _PROBLEMS: dict = {}
 
 def _cached_problem(reference: Reference, functional, options: XC3DOptions) -> SystemProblem:
     key = (id(functional), reference.name, reference.atom, reference.energy, options.basis, options.grid_level,
-           options.adjoint, options.unrolled_steps, options.max_cycle, options.conv_tol)
+           options.adjoint, options.unrolled_steps, options.max_cycle, options.conv_tol, options.response_tol)
     cached = _PROBLEMS.get(key)
     if cached is None or cached[0] is not functional or cached[1].reference is not reference:
         _PROBLEMS[key] = (functional, make_problem(reference, functional, options))
     return _PROBLEMS[key][1]
-
-
-def _with_aux(out):
-    value, dm = out
-    return value, (value, dm)
 
 
 def loss_from_values(values: dict[str, np.ndarray], references: dict[str, Reference],
@@ -265,33 +396,52 @@ def _progress(message: str) -> None:
     print(f"[xc3d] {message}", file=sys.stderr, flush=True)
 
 
-def evaluate_systems(problems: Sequence[SystemProblem], params, starts: dict, *, with_jacobian: bool,
+def _device_of(index: int, devices: Sequence | None):
+    devices = list(devices or jax.local_devices())
+    return devices[index % len(devices)]
+
+
+def evaluate_systems(problems: Sequence[SystemProblem], params, starts: dict, *,
                      devices: Sequence | None = None):
-    """Per-system ``(E, D)`` (and Jacobians), system m on device ``m mod len(devices)``.
+    """Per-system ``(E, int (Delta rho)^2)`` and SCF densities, system m on device ``m mod len(devices)``.
 
     The jitted calls are dispatched to all devices before any result is read, so the devices run
-    concurrently. Returns ``(values, jacobians, dms)`` dicts of host arrays keyed by name.
+    concurrently. Returns ``(values, dms)``: dicts of host arrays keyed by name.
     """
-    devices = list(devices or jax.local_devices())
     pending = {}
     for index, problem in enumerate(problems):
-        device = devices[index % len(devices)]
-        p = jax.device_put(params, device)
-        start = jax.device_put(starts.get(problem.name, problem.dm0), device)
-        if with_jacobian:
-            pending[problem.name] = problem.value_and_jacobian(p, start)
-        else:
-            value, dm = problem.values(p, start)
-            pending[problem.name] = (value, None, dm)
-    values, jacobians, dms = {}, {}, {}
-    for name, (value, jacobian, dm) in pending.items():
+        device = _device_of(index, devices)
+        pending[problem.name] = problem.values(jax.device_put(params, device), starts.get(problem.name, problem.dm0))
+    values, dms = {}, {}
+    for name, (value, dm) in pending.items():
         values[name] = np.asarray(value)
         dms[name] = np.asarray(dm)
-        if jacobian is not None:
-            jacobians[name] = jax.tree_util.tree_map(np.asarray, jacobian)
         if not np.all(np.isfinite(values[name])):
             raise FloatingPointError(f"non-finite SCF energy or density error for {name}")
-    return values, jacobians, dms
+    return values, dms
+
+
+def loss_gradient(problems: Sequence[SystemProblem], params, starts: dict, cotangents: dict, *,
+                  devices: Sequence | None = None):
+    """``sum_m cotangent_m . d(E_m, D_m)/d params`` (host arrays), one reverse pass per system.
+
+    By the chain rule this is the gradient of the loss when ``cotangents`` are its derivatives
+    with respect to each system's ``(E, D)`` (:func:`loss_from_values`); system m runs on device
+    ``m mod len(devices)``, all dispatched before any is read, and the sum is taken on the host.
+    """
+    pending = []
+    for index, problem in enumerate(problems):
+        if problem.name not in cotangents:
+            continue
+        device = _device_of(index, devices)
+        pending.append(problem.gradient(jax.device_put(params, device), starts.get(problem.name, problem.dm0),
+                                        cotangents[problem.name]))
+    host = [jax.tree_util.tree_map(np.asarray, g) for g in pending]
+    gradient = jax.tree_util.tree_map(lambda *leaves: np.sum(leaves, axis=0), *host)
+    for leaf in jax.tree_util.tree_leaves(gradient):
+        if not np.all(np.isfinite(leaf)):
+            raise FloatingPointError("non-finite loss gradient")
+    return gradient
 
 
 def train(init_params, functional, train_refs: dict[str, Reference], options: XC3DOptions, *,
@@ -338,21 +488,20 @@ def train(init_params, functional, train_refs: dict[str, Reference], options: XC
     all_refs = {**train_refs, **validation_refs}
     while int(state.step) < last:
         step = int(state.step) + 1
-        values, jacobians, dms = evaluate_systems(problems, state.params, dict(state.starts) if warm else {},
-                                                  with_jacobian=True, devices=devices)
+        starts = dict(state.starts) if warm else {}
+        values, dms = evaluate_systems(problems, state.params, starts, devices=devices)
         loss, cotangents, terms = loss_from_values(values, all_refs, options)
-        gradient = jax.tree_util.tree_map(
-            lambda *leaves: sum(np.tensordot(cotangents[n], leaf, axes=1) for n, leaf in zip(values, leaves)),
-            *[jacobians[n] for n in values])
+        # implicit adjoint: the reverse pass re-converges from the converged density (1-2 SCF
+        # iterations); unrolled: from the same start, since its output depends on the start
+        gradient = loss_gradient(problems, state.params, dms if warm else starts, cotangents, devices=devices)
         params, opt_state = update(gradient, state.opt_state, state.params)
         starts = {**state.starts, **{n: jnp.asarray(dm) for n, dm in dms.items()}} if warm else state.starts
         validation = float("nan")
         best = (state.best_params, state.best_validation, state.best_step)
         if validation_problems and (step % options.validate_every == 0 or step == options.steps):
             # the loss of the parameters *before* this update is `loss`; validate the updated ones
-            v_values, _, v_dms = evaluate_systems(validation_problems, params,
-                                                  dict(starts) if warm else {}, with_jacobian=False,
-                                                  devices=devices)
+            v_values, v_dms = evaluate_systems(validation_problems, params, dict(starts) if warm else {},
+                                               devices=devices)
             if warm:
                 starts = {**starts, **{n: jnp.asarray(dm) for n, dm in v_dms.items()}}
             validation = loss_from_values(v_values, all_refs, options)[0]

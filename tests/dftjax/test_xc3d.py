@@ -98,7 +98,7 @@ def test_cli_rejects_bad_input_before_heavy_work(capsys):
 _TRAIN_SCRIPT = """
 import json, sys, jax, numpy as np, dftjax
 from dftjax.xc3d.data import ALL_SYSTEMS, Reference, ccsd_t_reference
-from dftjax.xc3d.train import XC3DOptions, make_problem, evaluate_systems, loss_from_values
+from dftjax.xc3d.train import XC3DOptions, make_problem, evaluate_systems, loss_from_values, loss_gradient
 from functionals.neural_xc import make_neural_mgga, NeuralMGGAConfig
 
 refs = {}
@@ -111,11 +111,30 @@ xc = make_neural_mgga(jax.random.PRNGKey(0), NeuralMGGAConfig(hidden=(4,)))
 params = jax.tree_util.tree_map(lambda x: x + 0.1, xc.params)
 options = XC3DOptions(basis="sto-3g", grid_level=0)
 problems = [make_problem(r, xc, options) for r in refs.values()]
-values, jacobians, _ = evaluate_systems(problems, params, {}, with_jacobian=True)
+values, dms = evaluate_systems(problems, params, {})
 loss, cot, _ = loss_from_values(values, refs, options)
-grad = jax.tree_util.tree_map(lambda *l: sum(np.tensordot(cot[n], x, axes=1) for n, x in zip(values, l)),
-                              *[jacobians[n] for n in values])
-print(json.dumps({"devices": jax.device_count(), "loss": loss,
+grad = loss_gradient(problems, params, dms, cot)
+# central difference of the loss along a random direction (SCFs restarted from the converged densities)
+leaves, tree = jax.tree_util.tree_flatten(params)
+keys = jax.random.split(jax.random.PRNGKey(1), len(leaves))
+direction = jax.tree_util.tree_unflatten(tree, [jax.random.normal(k, x.shape) for k, x in zip(keys, leaves)])
+h = 1e-4
+def loss_at(t):
+    p = jax.tree_util.tree_map(lambda x, d: x + t * d, params, direction)
+    return loss_from_values(evaluate_systems(problems, p, dms)[0], refs, options)[0]
+fd = (loss_at(h) - loss_at(-h)) / (2 * h)
+directional = sum(float(np.sum(g * np.asarray(d))) for g, d in zip(jax.tree_util.tree_leaves(grad),
+                                                                   jax.tree_util.tree_leaves(direction)))
+# energies only (density weight 0): the reverse pass without density response gives the same gradient
+energy_options = XC3DOptions(basis="sto-3g", grid_level=0, density_weight=0.0)
+energy_cot = loss_from_values(values, refs, energy_options)[1]
+fast = loss_gradient([make_problem(r, xc, energy_options) for r in refs.values()], params, dms, energy_cot)
+full = loss_gradient(problems, params, dms, energy_cot)
+energy_only = max(float(np.max(np.abs(a - b))) for a, b in zip(jax.tree_util.tree_leaves(fast),
+                                                                jax.tree_util.tree_leaves(full)))
+scale = max(float(np.max(np.abs(b))) for b in jax.tree_util.tree_leaves(full))
+print(json.dumps({"devices": jax.device_count(), "loss": loss, "fd": fd, "directional": directional,
+                  "energy_only_difference": energy_only / scale,
                   "grad": [np.asarray(g).ravel().tolist() for g in jax.tree_util.tree_leaves(grad)]}))
 """
 
@@ -129,7 +148,7 @@ def _run(env_extra):
 
 
 @pytest.mark.slow
-def test_four_devices_give_the_single_device_loss_and_gradient():
+def test_four_devices_give_the_single_device_loss_and_gradient_which_matches_finite_differences():
     four = _run({"XLA_FLAGS": "--xla_force_host_platform_device_count=4 --xla_cpu_multi_thread_eigen=false"})
     one = _run({})
     assert four["devices"] == 4 and one["devices"] == 1
@@ -137,6 +156,11 @@ def test_four_devices_give_the_single_device_loss_and_gradient():
     for a, b in zip(four["grad"], one["grad"]):
         np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-12)
     assert max(abs(x) for g in one["grad"] for x in g) > 0
+    # the implicit-adjoint loss gradient against central differences of SCF losses (h = 1e-4;
+    # the loss is smooth, SCFs converged to 1e-9 Ha and GMRES to 1e-7: agreement to ~1e-5 relative)
+    assert one["directional"] == pytest.approx(one["fd"], rel=1e-4)
+    # energy-only reverse pass (no density response) = the full implicit one, up to SCF convergence
+    assert one["energy_only_difference"] < 1e-6
 
 
 @pytest.mark.slow
@@ -205,3 +229,86 @@ def test_exact_exchange_energy_density_integrates_to_hf_exchange():
 
     value, grad = jax.value_and_grad(energy)(jnp.asarray(dm))
     assert np.isfinite(float(value)) and np.all(np.isfinite(np.asarray(grad)))
+
+
+def test_shipped_nn_mgga_runs_in_dftjax_scf_and_the_pyscf_plugin(capsys):
+    """The shipped weights load by name in `dftjax scf --xc dftjax:nn-mgga` and in PySCF (H2, tiny)."""
+    from pyscf import dft, gto
+
+    from dftjax import pyscf_plugin
+    from dftjax.cli import main
+    from functionals.neural_xc import MODELS_DIR, PRETRAINED
+
+    assert os.path.exists(os.path.join(MODELS_DIR, PRETRAINED["dftjax:nn-mgga"])), "trained weights not shipped"
+    atom = "H 0 0 0; H 0 0 0.74"
+    assert main(["scf", "--atom", atom, "--basis", "sto-3g", "--xc", "dftjax:nn-mgga", "--grid-level", "1",
+                 "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["converged"]
+    mol = gto.M(atom=atom, basis="sto-3g", verbose=0)
+    mf = pyscf_plugin.apply(dft.RKS(mol), "dftjax:nn-mgga")
+    mf.grids.level = 3
+    energy = mf.kernel()
+    assert mf.converged
+    pbe = dft.RKS(mol, xc="pbe")
+    pbe.grids.level = 3
+    # same functional, two SCF codes and grids (dftjax level 1, PySCF level 3): agree to grid error
+    assert energy == pytest.approx(result["energy"], abs=2e-4)
+    # a trained correction moves the energy away from PBE, but by less than its bound (|F| <= 0.5 of
+    # E_xc ~ -0.65 Ha for H2)
+    assert 1e-5 < abs(energy - pbe.kernel()) < 0.3
+
+
+@pytest.mark.slow
+def test_untrained_local_hybrid_runs_in_the_scf_and_is_pbe0():
+    """The nonlocal model inside the SCF (exact-exchange energy density from each iteration's
+    density matrix): untrained with a = 1/4 everywhere it is PBE0, open shell included."""
+    import dataclasses
+
+    from basis.molecule import make_molecule
+    from dftjax.scf import run_scf
+    from dftjax.system import SCFOptions
+    from dftjax.xc3d.train import converge
+    from functionals.neural_xc import NeuralLocalHybridConfig, make_neural_local_hybrid
+
+    molecule = make_molecule("O 0 0 0; H 0 0 0.97", spin=1)
+    options = SCFOptions(xc="pbe", basis="sto-3g", unrestricted=True, grid_level=3, shard_grid=False,
+                         conv_tol=1e-10)
+    local_hybrid = make_neural_local_hybrid(config=NeuralLocalHybridConfig(initial_logit=0.0))
+    energy, dm, converged = converge(molecule, options, local_hybrid)
+    pbe0 = run_scf(molecule, dataclasses.replace(options, xc="pbe0"))
+    assert converged and pbe0.converged
+    # same grid; only the exchange energy enters by quadrature of e_x^HF(r) instead of tr(D K):
+    # 1/4 of a relative quadrature error ~1e-5 of E_x ~ -8 Ha on the level-3 grid
+    assert energy == pytest.approx(pbe0.energy, abs=1e-4)
+    # densities: the beta pi hole of OH may sit in p_x or p_y (degenerate), so compare the alpha
+    # density and the beta density outside the (p_x, p_y) block and its trace there
+    ref = np.asarray(pbe0.dm)
+    np.testing.assert_allclose(dm[0], ref[0], atol=1e-4)
+    sigma = [0, 1, 4, 5]  # O 1s, 2s, 2p_z, H 1s (STO-3G, bond along z)
+    np.testing.assert_allclose(dm[1][np.ix_(sigma, sigma)], ref[1][np.ix_(sigma, sigma)], atol=1e-4)
+    assert np.trace(dm[1][2:4, 2:4]) == pytest.approx(np.trace(ref[1][2:4, 2:4]), abs=1e-4)
+    with pytest.raises(ValueError, match="nonlocal"):
+        local_hybrid(None)
+
+
+def test_export_only_writes_the_checkpoints_best_parameters(tmp_path, capsys):
+    import jax
+    import jax.numpy as jnp
+
+    from dftjax.cli import main
+    from dftjax.xc3d.train import TrainState, save_checkpoint
+    from functionals.neural_xc import load_model, make_neural_mgga
+
+    params = make_neural_mgga(jax.random.PRNGKey(3)).params
+    best = jax.tree_util.tree_map(lambda x: x + 0.25, params)
+    save_checkpoint(str(tmp_path), TrainState(step=jnp.asarray(7), params=params, opt_state=None, best_params=best,
+                                              best_validation=jnp.asarray(1.5), best_step=jnp.asarray(5),
+                                              loss=jnp.asarray(2.0), starts={}))
+    out = str(tmp_path / "model.npz")
+    assert main(["train", "xc3d", "--export-only", "--checkpoint-dir", str(tmp_path), "--out", out, "--json"]) == 0
+    loaded, config, metadata = load_model(out)
+    assert metadata["best_step"] == 5 and metadata["steps"] == 7 and metadata["basis"] == "6-31g"
+    for a, b in zip(jax.tree_util.tree_leaves(loaded), jax.tree_util.tree_leaves(best)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert main(["train", "xc3d", "--export-only", "--checkpoint-dir", str(tmp_path / "none"), "--out", out]) == 2

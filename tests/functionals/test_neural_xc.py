@@ -159,11 +159,7 @@ def test_load_rejects_bad_files(tmp_path):
 
 
 def test_registry_loads_the_shipped_model():
-    if not os.path.exists(os.path.join(MODELS_DIR, PRETRAINED["dftjax:nn-mgga"])):
-        # Not trained yet (issue 7): the name must fail clearly, not fall through to the parser.
-        with pytest.raises(ValueError, match="not found"):
-            get_functional("dftjax:nn-mgga")
-        return
+    assert os.path.exists(os.path.join(MODELS_DIR, PRETRAINED["dftjax:nn-mgga"])), "trained weights not shipped"
     xc = get_functional("dftjax:nn-mgga")
     assert xc.kind == "mgga" and not xc.is_hybrid and xc.name == "dftjax:nn-mgga"
     f = _random_features()
@@ -173,3 +169,13 @@ def test_registry_loads_the_shipped_model():
     ratio = e / get_functional("pbe")(f)
     assert np.max(np.abs(ratio - 1)) > 0 and np.all(np.abs(ratio - 1) <= 1.0)
     assert get_functional("DFTJAX:NN-MGGA").name == "dftjax:nn-mgga"
+    # the shipped weights at zero density, zero gradient and full polarisation (issue 7, point 6)
+    rho = jnp.array([[0.0, 0.0, 1e-30, 0.3], [0.0, 0.2, 0.0, 0.0]])
+    sigma = jnp.array([[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [0.0, 0.01, 0.0, 0.0]])
+    tau = jnp.array([[0.0, 0.0, 0.0, 0.1], [0.0, 0.05, 0.0, 0.0]])
+    zero = unrestricted_features(rho, sigma, tau)
+    assert float(xc(zero)[0]) == 0.0
+    grads = jax.grad(lambda p, f: jnp.sum(xc(f, p)), argnums=(0, 1))(xc.params, zero)
+    assert all(np.all(np.isfinite(g)) for g in jax.tree_util.tree_leaves(grads))
+    _, _, metadata = load_model(os.path.join(MODELS_DIR, PRETRAINED["dftjax:nn-mgga"]))
+    assert metadata["basis"] == "6-31g" and metadata["steps"] >= 1 and metadata["train"]
