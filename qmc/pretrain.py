@@ -26,6 +26,7 @@ import optax
 
 from basis.ao import ao_values
 from basis.gto import make_basis
+from qmc.linalg import slogdet
 from qmc.mcmc import MCMCState, make_metropolis
 
 
@@ -78,7 +79,7 @@ def hartree_fock(molecule, basis: str = "cc-pvdz") -> HartreeFock:
         return spin_block_diagonal(up, down)
 
     def log_abs_psi(positions):
-        return jnp.linalg.slogdet(orbitals(positions))[1]
+        return slogdet(orbitals(positions))[1]
 
     return HartreeFock(orbitals, log_abs_psi, energy, (mo_up, mo_down), atomic_orbitals, mol)
 

@@ -24,8 +24,10 @@ pins (see that module).
 
 Measured 2026-11-28 (2 cores, float64, 256 walkers, 10 moves, the CLI's network): He SPRING 176 ms
 vs FermiNet KFAC 32 ms, Adam 17 vs 20 ms; LiH SPRING 405 vs KFAC 87 ms, Adam 84 vs 62 ms. CH4 did
-not finish: the Hessian-trace local energy hung in jaxlib 0.10.2's batched ``trsm`` (two
+not finish then: the Hessian-trace local energy hung in jaxlib 0.10.2's batched ``trsm`` (two
 concurrent ``ParallelBatchMap`` calls on a 2-thread pool; the same deadlock as the 1D ``eigh``).
+Since the determinants use :func:`qmc.linalg.slogdet` (no LAPACK on CPU), 64 walkers: CH4 E_L
+Hessian 225 ms, forward 81 ms (0.36); N2 654 / 225 ms (0.34); SPRING step 109 / 273 ms.
 """
 
 from __future__ import annotations

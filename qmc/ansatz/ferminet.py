@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from qmc.ansatz.envelopes import IsotropicEnvelope
+from qmc.linalg import slogdet
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -134,7 +135,7 @@ class FermiNet(nn.Module):
         return jnp.transpose(jnp.reshape(phi, (n, k, n)), (1, 0, 2))
 
     def __call__(self, positions: jnp.ndarray):
-        signs, logdets = jnp.linalg.slogdet(self.orbitals(positions))
+        signs, logdets = slogdet(self.orbitals(positions))
         return signed_logsumexp(signs, logdets)
 
 

@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from qmc.ansatz.ferminet import signed_logsumexp
+from qmc.linalg import slogdet
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -149,7 +150,7 @@ class PauliNet(nn.Module):
         x = jnp.reshape(positions, (self.n_up + self.n_down, 3))
         nuclei = jnp.asarray(np.asarray(self.nuclei), dtype=x.dtype)
         h = self._embeddings(x, nuclei)
-        signs, logdets = jnp.linalg.slogdet(self._orbitals(x, h))
+        signs, logdets = slogdet(self._orbitals(x, h))
         sign, log_abs = signed_logsumexp(signs, logdets)
         log_abs = log_abs + jnp.sum(self.jastrow(h)) + electron_cusp_jastrow(x, self.n_up)
         return sign, log_abs
