@@ -28,6 +28,7 @@ not finish then: the Hessian-trace local energy hung in jaxlib 0.10.2's batched 
 concurrent ``ParallelBatchMap`` calls on a 2-thread pool; the same deadlock as the 1D ``eigh``).
 Since the determinants use :func:`qmc.linalg.slogdet` (no LAPACK on CPU), 64 walkers: CH4 E_L
 Hessian 225 ms, forward 81 ms (0.36); N2 654 / 225 ms (0.34); SPRING step 109 / 273 ms.
+CH4 with 256 walkers against FermiNet: SPRING 504 vs KFAC 379 ms (1.33x), Adam 465 vs 332 ms (1.40x).
 """
 
 from __future__ import annotations
