@@ -25,7 +25,7 @@ Array = jnp.ndarray
 
 # Central finite-difference weights of d^2/dx^2 (Fornberg, Math. Comp. 51, 699 (1988)),
 # for the stencil offsets 0, 1, 2, ... (symmetric), keyed by the order of accuracy.
-_SECOND_DERIVATIVE = {
+SECOND_DERIVATIVE_WEIGHTS = {
     2: (-2.0, 1.0),
     4: (-5.0 / 2.0, 4.0 / 3.0, -1.0 / 12.0),
     6: (-49.0 / 18.0, 3.0 / 2.0, -3.0 / 20.0, 1.0 / 90.0),
@@ -72,13 +72,13 @@ def second_derivative_matrix(n_points: int, dx: float, accuracy: int = 4, bounda
             reflection (psi(x_wall - s) = -psi(x_wall + s)), which keeps the high-order stencils
             accurate next to the walls.
     """
-    if accuracy not in _SECOND_DERIVATIVE:
-        raise ValueError(f"accuracy must be one of {sorted(_SECOND_DERIVATIVE)}; got {accuracy!r}")
+    if accuracy not in SECOND_DERIVATIVE_WEIGHTS:
+        raise ValueError(f"accuracy must be one of {sorted(SECOND_DERIVATIVE_WEIGHTS)}; got {accuracy!r}")
     if boundary not in ("zero", "hard_wall"):
         raise ValueError(f"boundary must be 'zero' or 'hard_wall'; got {boundary!r}")
     if not dx > 0:
         raise ValueError(f"dx must be positive; got {dx!r}")
-    weights = _SECOND_DERIVATIVE[accuracy]
+    weights = SECOND_DERIVATIVE_WEIGHTS[accuracy]
     matrix = np.zeros((n_points, n_points))
     for row in range(n_points):
         for offset, weight in enumerate(weights):

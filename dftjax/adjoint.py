@@ -358,7 +358,7 @@ def _damped_step(static: _Static, beta: float, params, system: KSSystem, state: 
     return SCFState(dm, fock, parts, parts.total - state.energy, gradient_norm, state.mixer, state.iteration + 1)
 
 
-def _converge(static: _Static, params, system: KSSystem, dm0) -> SCFState:
+def converge_state(static: _Static, params, system: KSSystem, dm0) -> SCFState:
     """SCF to ``options.conv_tol`` / ``conv_tol_grad`` in a ``lax.while_loop`` (not differentiated)."""
     options = static.options
     conv_tol_grad = options.conv_tol_grad if options.conv_tol_grad is not None else float(np.sqrt(options.conv_tol))
@@ -381,7 +381,7 @@ def converged_density(static: _Static, params, system: KSSystem, dm0):
     ``lax.custom_linear_solve`` (whose transpose gives the adjoint equation for reverse mode). The
     starting density ``dm0`` gets no derivative.
     """
-    return _converge(static, params, system, dm0).dm
+    return converge_state(static, params, system, dm0).dm
 
 
 @converged_density.defjvp
@@ -468,6 +468,28 @@ class DifferentiableSCF(NamedTuple):
     dm0: jax.Array
 
 
+def scf_static(molecule, options: SCFOptions, functional, *, response_tol: float,
+               grid_response: bool = True) -> _Static:
+    """The hashable description of one SCF problem that the kernels of this module take.
+
+    Orbital basis, auxiliary basis when ``options.density_fit``, grid specification and
+    electron counts for ``molecule``; ``response_tol`` and ``grid_response`` as in
+    :func:`make_scf_function`. ``options`` must already be checked (``check_options``).
+    """
+    basis = make_basis(molecule, options.basis)
+    auxbasis = None
+    if options.density_fit:
+        auxbasis = make_auxbasis(molecule, options.basis, options.auxbasis,
+                                 exact_exchange=functional.kind == "hf" or functional.is_hybrid)
+    return _Static(
+        functional=functional, basis=basis, auxbasis=auxbasis,
+        grid_spec=make_grid_spec(molecule.atomic_numbers, options.grid_level),
+        atomic_numbers=np.asarray(molecule.atomic_numbers), nelec=tuple(molecule.nelec),
+        unrestricted=options.unrestricted, options=options, response_tol=response_tol,
+        grid_response=bool(grid_response),
+    )
+
+
 def make_scf_function(molecule: Molecule, options: SCFOptions | None = None, *, adjoint: str = "implicit",
                       n_steps: int | None = None, functional: Functional | None = None,
                       dm0=None, response_tol: float = 1e-10, mixing: str | float = 0.3,
@@ -511,18 +533,8 @@ def make_scf_function(molecule: Molecule, options: SCFOptions | None = None, *, 
         raise ValueError("adjoint='unrolled' needs n_steps >= 1 SCF iterations")
     named = check_options(molecule, options)
     functional = named if functional is None else functional
-    basis = make_basis(molecule, options.basis)
-    auxbasis = None
-    if options.density_fit:
-        auxbasis = make_auxbasis(molecule, options.basis, options.auxbasis,
-                                 exact_exchange=functional.kind == "hf" or functional.is_hybrid)
-    static = _Static(
-        functional=functional, basis=basis, auxbasis=auxbasis,
-        grid_spec=make_grid_spec(molecule.atomic_numbers, options.grid_level),
-        atomic_numbers=np.asarray(molecule.atomic_numbers), nelec=tuple(molecule.nelec),
-        unrestricted=options.unrestricted, options=options, response_tol=response_tol,
-        grid_response=bool(grid_response),
-    )
+    static = scf_static(molecule, options, functional, response_tol=response_tol, grid_response=grid_response)
+    basis = static.basis
     inputs = SCFInputs(coords=jnp.asarray(molecule.coords, dtype=jnp.float64), field=jnp.zeros(3),
                        params=functional.params, exponents=jnp.asarray(basis.exponents))
     system_fn = lambda inp: system_at(static, inp.coords, inp.field, inp.exponents)  # noqa: E731

@@ -286,7 +286,7 @@ def _register_train(subparsers) -> None:
         add(train_subparsers)
 
 
-def _enable_compilation_cache() -> None:
+def enable_compilation_cache() -> None:
     """Keep XLA executables on disk between runs (JAX's persistent compilation cache).
 
     Compilation dominates a cold run on small molecules; the cache makes the second run of the
@@ -309,7 +309,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     import dftjax  # noqa: F401  (float64 on)
 
-    _enable_compilation_cache()
+    enable_compilation_cache()
 
     try:
         result = args.func(args)

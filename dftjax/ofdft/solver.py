@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from basis.oned import integrate
+from basis.oned import SECOND_DERIVATIVE_WEIGHTS, integrate
 from dftjax.ofdft import box
 from dftjax.ofdft.krr import local_pca_basis
 
@@ -148,10 +148,6 @@ def dst1(x: Array) -> Array:
     return -0.5 * jnp.imag(jnp.fft.rfft(extended)[1:n + 1]) * jnp.sqrt(2.0 / (n + 1))
 
 
-#: 8th-order central second-derivative stencil c_0..c_4 (the box's kinetic operator).
-_SECOND_DERIVATIVE_8 = (-205.0 / 72.0, 8.0 / 5.0, -1.0 / 5.0, 8.0 / 315.0, -1.0 / 560.0)
-
-
 def sine_kinetic_eigenvalues(n_interior: int, dx: float) -> Array:
     """(n,) eigenvalues (hartree) of the box's kinetic matrix, whose eigenvectors are the sine modes.
 
@@ -160,9 +156,9 @@ def sine_kinetic_eigenvalues(n_interior: int, dx: float) -> Array:
     (:func:`dst1`); the eigenvalue of mode k is the stencil's symbol
     ``-1/(2 dx^2) (c_0 + 2 sum_m c_m cos(m theta_k))``, ``theta_k = pi k / (n + 1)``.
     """
+    weights = SECOND_DERIVATIVE_WEIGHTS[8]
     theta = np.pi * np.arange(1, n_interior + 1) / (n_interior + 1)
-    symbol = _SECOND_DERIVATIVE_8[0] + 2.0 * sum(c * np.cos(m * theta) for m, c in enumerate(_SECOND_DERIVATIVE_8)
-                                                 if m > 0)
+    symbol = weights[0] + 2.0 * sum(c * np.cos(m * theta) for m, c in enumerate(weights) if m > 0)
     return jnp.asarray(-0.5 * symbol / float(dx) ** 2)
 
 

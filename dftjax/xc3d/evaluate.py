@@ -214,9 +214,9 @@ def main(argv=None) -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     import dftjax  # noqa: F401  (float64)
-    from dftjax.cli import _enable_compilation_cache
+    from dftjax.cli import enable_compilation_cache
 
-    _enable_compilation_cache()  # the per-molecule SCF compilations are reused by reruns
+    enable_compilation_cache()  # the per-molecule SCF compilations are reused by reruns
 
     try:
         molecules = [m for m in args.molecules.split(",") if m]

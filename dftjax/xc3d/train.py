@@ -62,8 +62,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from basis.grids import make_grid, make_grid_spec, pyscf_grid
-from basis.gto import make_basis
+from basis.grids import make_grid, pyscf_grid
 from dftjax import adjoint, ksr
 from dftjax.adjoint import ADJOINTS, make_scf_function
 from dftjax.scf import initial_density
@@ -156,20 +155,13 @@ class SystemProblem(NamedTuple):
     constants: Any  # the fixed arrays (system, density metric, reference density)
 
 
-def _scf_static(molecule, scf_options: SCFOptions, functional, options: XC3DOptions) -> adjoint._Static:
-    """The hashable description the implicit-adjoint kernels of :mod:`dftjax.adjoint` take.
-
-    Built as :func:`dftjax.adjoint.make_scf_function` builds it, with the looser linear-response
-    tolerance of :attr:`XC3DOptions.response_tol` (parameter gradients need far less than the
-    1e-10 that second derivatives in nuclear positions do) and no grid response (the geometry
-    is fixed during training).
+def _scf_static(molecule, scf_options: SCFOptions, functional, options: XC3DOptions):
+    """:func:`dftjax.adjoint.scf_static` with the looser linear-response tolerance of
+    :attr:`XC3DOptions.response_tol` (parameter gradients need far less than the 1e-10 that second
+    derivatives in nuclear positions do) and no grid response (the geometry is fixed in training).
     """
-    basis = make_basis(molecule, scf_options.basis)
-    return adjoint._Static(functional=functional, basis=basis, auxbasis=None,
-                           grid_spec=make_grid_spec(molecule.atomic_numbers, scf_options.grid_level),
-                           atomic_numbers=np.asarray(molecule.atomic_numbers), nelec=tuple(molecule.nelec),
-                           unrestricted=scf_options.unrestricted, options=scf_options,
-                           response_tol=options.response_tol, grid_response=False)
+    return adjoint.scf_static(molecule, scf_options, functional, response_tol=options.response_tol,
+                              grid_response=False)
 
 
 def system_for(molecule, scf_options: SCFOptions, functional, basis=None) -> KSSystem:
@@ -205,7 +197,7 @@ def converge(molecule, scf_options: SCFOptions, functional, params=None, *, resp
                          XC3DOptions(basis=scf_options.basis, response_tol=response_tol))
     system = system_for(molecule, scf_options, functional, static.basis)
     params = functional.params if params is None else params
-    state = jax.jit(lambda p, s, d: adjoint._converge(static, p, s, d))(params, system,
+    state = jax.jit(lambda p, s, d: adjoint.converge_state(static, p, s, d))(params, system,
                                                                          initial_density(molecule, None, scf_options))
     tol_grad = scf_options.conv_tol_grad or float(np.sqrt(scf_options.conv_tol))
     converged = abs(float(state.delta_energy)) < scf_options.conv_tol and float(state.gradient_norm) < tol_grad

@@ -163,11 +163,11 @@ def baseline_orbitals(molecule, hf, cusp_radius: float, nelec: Sequence[int]) ->
     from qmc.ansatz.cusp import cusp_coefficients, cusp_correction
     from qmc.pretrain import spin_block_diagonal
 
+    if cusp_radius <= 0:
+        return hf.orbitals
     n_up, n_down = nelec
     mo_up, mo_down = hf.mo_coeff
-    cusps = None
-    if cusp_radius > 0:
-        cusps = [cusp_coefficients(molecule, hf.mol, mo, cusp_radius) for mo in (mo_up, mo_down)]
+    cusps = [cusp_coefficients(molecule, hf.mol, mo, cusp_radius) for mo in (mo_up, mo_down)]
     coords = np.asarray(molecule.coords)
 
     def orbitals(positions):
@@ -175,10 +175,9 @@ def baseline_orbitals(molecule, hf, cusp_radius: float, nelec: Sequence[int]) ->
         ao = hf.atomic_orbitals(x)
         up = ao[:n_up] @ jnp.asarray(mo_up, x.dtype)
         down = ao[n_up:] @ jnp.asarray(mo_down, x.dtype)
-        if cusps is not None:
-            r_ae = jnp.linalg.norm(x[:, None, :] - jnp.asarray(coords, x.dtype)[None, :, :], axis=-1)
-            up = up + cusp_correction(r_ae[:n_up], ao[:n_up], cusps[0])
-            down = down + cusp_correction(r_ae[n_up:], ao[n_up:], cusps[1])
+        r_ae = jnp.linalg.norm(x[:, None, :] - jnp.asarray(coords, x.dtype)[None, :, :], axis=-1)
+        up = up + cusp_correction(r_ae[:n_up], ao[:n_up], cusps[0])
+        down = down + cusp_correction(r_ae[n_up:], ao[n_up:], cusps[1])
         return spin_block_diagonal(up, down)
 
     return orbitals
