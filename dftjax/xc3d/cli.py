@@ -69,6 +69,9 @@ def add_xc3d(train_subparsers) -> None:
     p.add_argument("--hidden", default="16,16", help="hidden widths of the MLPs (default 16,16)")
     p.add_argument("--bound", type=float, default=0.5, help="bound b on the enhancement corrections")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init", default=None,
+                   help="start from these weights: a shipped name (dftjax:nn-mgga) or a .npz written by --out; "
+                        "its architecture replaces --hidden/--bound (default: untrained, = PBE)")
     p.add_argument("--validate-every", type=int, default=5)
     p.add_argument("--checkpoint-dir", default=None, help="checkpoint every --checkpoint-every steps; resume")
     p.add_argument("--checkpoint-every", type=int, default=1)
@@ -103,7 +106,8 @@ def cmd_train_xc3d(args) -> dict:
 
     from dftjax.xc3d.data import ALL_SYSTEMS, load_reference
     from dftjax.xc3d.train import XC3DOptions, train
-    from functionals.neural_xc import NeuralMGGAConfig, make_neural_mgga, save_model
+    from functionals.neural_xc import (MODELS_DIR, PRETRAINED, NeuralMGGAConfig, load_model, make_neural_mgga,
+                                       save_model)
 
     train_names = _names(args.train)
     validation_names = _names(args.validation)
@@ -120,6 +124,15 @@ def cmd_train_xc3d(args) -> dict:
     except ValueError as err:
         raise ValueError(f"--hidden must be comma-separated integers; got {args.hidden!r}") from err
     config = NeuralMGGAConfig(hidden=hidden, bound=args.bound)
+    init_params = None
+    if args.init:
+        path = args.init
+        if args.init.strip().lower() in PRETRAINED:
+            path = os.path.join(MODELS_DIR, PRETRAINED[args.init.strip().lower()])
+        elif not args.init.endswith(".npz"):
+            raise ValueError(f"--init must be one of {sorted(PRETRAINED)} or a .npz file; got {args.init!r}")
+        init_params, config, _ = load_model(path)
+        hidden = tuple(config.hidden)
     if args.out and not args.out.endswith(".npz"):
         raise ValueError(f"--out must be a .npz file; got {args.out!r}")
     if args.devices < 0:
@@ -140,7 +153,7 @@ def cmd_train_xc3d(args) -> dict:
         if args.devices > len(devices):
             raise ValueError(f"--devices {args.devices} but only {len(devices)} local devices")
         devices = devices[:args.devices]
-    functional = make_neural_mgga(jax.random.PRNGKey(args.seed), config)
+    functional = make_neural_mgga(jax.random.PRNGKey(args.seed), config, params=init_params)
     state, history = train(functional.params, functional, {n: refs[n] for n in train_names}, options,
                            validation_refs={n: refs[n] for n in validation_names},
                            checkpoint_dir=args.checkpoint_dir, devices=devices)
@@ -150,12 +163,14 @@ def cmd_train_xc3d(args) -> dict:
         "basis": basis, "adjoint": args.adjoint, "steps": int(state.step), "best_step": int(state.best_step),
         "best_validation": best_validation if np.isfinite(best_validation) else None, "final_loss": float(state.loss),
         "train": train_names, "validation": validation_names, "devices": len(devices),
-        "history": history, "config": {"hidden": list(hidden), "bound": args.bound},
+        "history": history, "config": {"hidden": list(hidden), "bound": config.bound},
+        "init": args.init,
     }
     if args.out:
         metadata = {k: result[k] for k in ("basis", "adjoint", "steps", "best_step", "best_validation", "train",
                                            "validation")}
         metadata["grid_level"] = args.grid_level
+        metadata["init"] = args.init
         metadata["learning_rate"] = args.learning_rate
         metadata["loss_weights"] = {"energy": args.energy_weight, "atomization": args.atomization_weight,
                                     "density": args.density_weight}

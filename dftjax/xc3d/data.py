@@ -8,18 +8,20 @@ of :data:`TRAINING`, :data:`HELD_OUT` and :data:`ATOMS`, and caches:
   set (``train``/``heldout``/``atom``), the HF, CCSD and CCSD(T) total energies (hartree), and for
   molecules the CCSD(T) atomization energy ``sum_atoms E_atom - E_mol`` (hartree, positive = bound;
   no zero-point energy); top-level ``basis``, ``method``, ``pyscf_version``, ``units``.
-* ``densities.npz``: per system a (2, nao, nao) float32 array, the alpha and beta **unrelaxed**
-  CCSD one-particle density matrices in the AO basis (PySCF's ``make_rdm1`` back-transformed with
-  the HF orbitals; spherical AOs in PySCF's order for the recorded basis). The density on *any*
+* ``densities.npz``: per system a (2, nao, nao) float32 array, the alpha and beta **orbital-relaxed**
+  CCSD one-particle density matrices in the AO basis (PySCF's Lambda-equation ``make_rdm1`` plus
+  the Z-vector orbital response, :func:`dftjax.xc3d.relaxation.relaxed_density`; spherical AOs in
+  PySCF's order for the recorded basis). The density on *any*
   grid, in particular the functional's own integration grid, is ``rho_s(r) = sum_{mu nu} D^s_{mu nu}
   phi_mu(r) phi_nu(r)`` (:func:`density_on_grid`); storing the matrices instead of grid values keeps
   the cache grid independent and small (float32: relative density error 1e-7, far below the
   CCSD - DFT differences that are fitted).
 
-The orbital-relaxed CCSD density (with the Z-vector orbital response, as in
-``pyscf.grad.ccsd``) is not computed: it needs the CCSD Lambda equations plus the orbital
-response per system; for these small molecules the difference (dominated by T1, which CCSD
-largely absorbs) is small compared with DFT density errors, but it is a limitation.
+The relaxed density is the derivative of the CCSD energy with respect to the one-electron
+Hamiltonian (HF orbitals re-solved), so every one-electron property computed from it equals the
+finite-field CCSD value (tested for dipoles to ~1e-7 au). A cache written before this change holds
+unrelaxed densities (no ``"density": "relaxed"`` in its entries): ``dftjax data make`` upgrades
+those densities in place and keeps their energies.
 
 Geometries are standard experimental equilibrium structures (bond lengths/angles as listed in the
 NIST CCCBDB experimental section, rounded to 1e-3 angstrom / 0.1 degree), built from internal
@@ -191,9 +193,15 @@ def systems_of(subset: str) -> tuple[System, ...]:
 # CCSD(T) reference
 
 
-def ccsd_t_reference(system: System, basis: str) -> tuple[dict, np.ndarray]:
-    """HF, CCSD, CCSD(T) energies (Ha) and the (2, nao, nao) unrelaxed CCSD AO density matrices."""
+def ccsd_t_reference(system: System, basis: str, *, triples: bool = True) -> tuple[dict, np.ndarray]:
+    """HF, CCSD, CCSD(T) energies (Ha) and the (2, nao, nao) orbital-relaxed CCSD AO density matrices.
+
+    ``triples=False`` skips the (T) correction (``e_ccsd_t`` is then absent): used to upgrade the
+    densities of a cache whose energies are kept.
+    """
     from pyscf import cc, gto, scf
+
+    from dftjax.xc3d.relaxation import relaxed_density
 
     mol = gto.M(atom=system.atom, basis=basis, spin=system.spin, charge=system.charge, unit="angstrom",
                 verbose=0)
@@ -215,10 +223,11 @@ def ccsd_t_reference(system: System, basis: str) -> tuple[dict, np.ndarray]:
         mo, _, stable, _ = mf.stability(return_status=True)
         if not stable:
             mf.kernel(mf.make_rdm1(mo, mf.mo_occ))
+    relaxation = {}
     if mol.nelectron == 1:
         # one electron: HF is exact (CCSD has no amplitudes, and PySCF's UCCSD fails on empty ones)
         e_ccsd = e_ccsd_t = float(mf.e_tot)
-        rdm1 = np.stack([np.diag(mf.mo_occ[s]) for s in (0, 1)])
+        dms = np.stack([mf.mo_coeff[s] @ np.diag(mf.mo_occ[s]) @ mf.mo_coeff[s].T for s in (0, 1)])
     else:
         solver = cc.CCSD(mf)
         solver.conv_tol = 1e-9
@@ -227,20 +236,15 @@ def ccsd_t_reference(system: System, basis: str) -> tuple[dict, np.ndarray]:
         if not solver.converged:
             raise RuntimeError(f"CCSD did not converge for {system.name}")
         e_ccsd = float(solver.e_tot)
-        e_ccsd_t = e_ccsd + float(solver.ccsd_t())
-        rdm1 = solver.make_rdm1()  # unrelaxed, MO basis (solves the Lambda equations)
-    if system.spin == 0:
-        c = mf.mo_coeff
-        dm = c @ rdm1 @ c.T
-        dms = np.stack([0.5 * dm, 0.5 * dm])
-        s2 = 0.0
-    else:
-        dms = np.stack([mf.mo_coeff[s] @ rdm1[s] @ mf.mo_coeff[s].T for s in (0, 1)])
-        s2 = float(mf.spin_square()[0])
+        e_ccsd_t = e_ccsd + float(solver.ccsd_t()) if triples else None
+        dms, relaxation = relaxed_density(mol, mf, solver)  # Lambda equations + Z-vector
+    s2 = 0.0 if system.spin == 0 else float(mf.spin_square()[0])
     nelec = float(np.einsum("sij,ji->", dms, mol.intor("int1e_ovlp")))
-    energies = {"e_hf": float(mf.e_tot), "e_ccsd": e_ccsd, "e_ccsd_t": e_ccsd_t,
-                "nao": int(mol.nao), "n_electrons": int(mol.nelectron), "density_trace": nelec,
-                "uhf_s2": s2}
+    energies = {"e_hf": float(mf.e_tot), "e_ccsd": e_ccsd, "nao": int(mol.nao),
+                "n_electrons": int(mol.nelectron), "density_trace": nelec, "uhf_s2": s2,
+                "density": "relaxed", **{f"relaxation_{k}": v for k, v in relaxation.items()}}
+    if e_ccsd_t is not None:
+        energies["e_ccsd_t"] = e_ccsd_t
     return energies, dms
 
 
@@ -278,26 +282,38 @@ def make_reference_data(names: Iterable[str], *, basis: str = DEFAULT_BASIS, out
     if payload and payload.get("basis") != basis:
         raise ValueError(f"{out_dir} holds {payload.get('basis')!r} data; use another --out for {basis!r}")
     payload = payload or {}
-    payload.update({"basis": basis, "method": "CCSD(T) energies; unrelaxed CCSD densities (AO basis)",
+    payload.update({"basis": basis, "method": "CCSD(T) energies; orbital-relaxed CCSD densities (AO basis)",
                     "correlated_electrons": "all", "pyscf_version": pyscf_version,
                     "units": {"energy": "hartree", "geometry": "angstrom"},
                     "density_file": DENSITY_FILE})
     systems = payload.setdefault("systems", {})
     for name in names:
         system = ALL_SYSTEMS[name]
-        if name in systems and name in densities:
+        cached = systems.get(name)
+        if cached is not None and name in densities and cached.get("density") == "relaxed":
             progress(f"{name}: cached")
             continue
         start = time.perf_counter()
-        energies, dms = ccsd_t_reference(system, basis)
-        systems[name] = {"atom": system.atom, "spin": system.spin, "charge": system.charge,
-                         "subset": system.subset, **energies,
-                         "wall_time_s": round(time.perf_counter() - start, 2)}
+        upgrade = cached is not None and "e_ccsd_t" in cached  # energies kept, densities relaxed
+        energies, dms = ccsd_t_reference(system, basis, triples=not upgrade)
+        if upgrade and abs(energies["e_ccsd"] - cached["e_ccsd"]) > 1e-6:
+            raise RuntimeError(f"{name}: CCSD energy {energies['e_ccsd']:.8f} differs from the cached "
+                               f"{cached['e_ccsd']:.8f} Ha; remove the cache entry and rerun")
+        entry = {"atom": system.atom, "spin": system.spin, "charge": system.charge,
+                 "subset": system.subset, **energies}
+        elapsed = round(time.perf_counter() - start, 2)
+        if upgrade:  # keep the cached energies and their timing; record the density's
+            entry = {**cached, **entry, "e_hf": cached["e_hf"], "e_ccsd": cached["e_ccsd"],
+                     "density_wall_time_s": elapsed}
+        else:
+            entry["wall_time_s"] = elapsed
+        systems[name] = entry
         densities[name] = dms.astype(np.float32)
         _update_atomization(systems)
         atomic.savez(os.path.join(out_dir, DENSITY_FILE), compressed=True, **densities)
         atomic.write_json(os.path.join(out_dir, REFERENCE_FILE), payload, indent=1, sort_keys=True)
-        progress(f"{name}: E_CCSD(T) = {energies['e_ccsd_t']:.8f} Ha ({time.perf_counter() - start:.1f} s)")
+        what = "relaxed density" if upgrade else f"E_CCSD(T) = {entry['e_ccsd_t']:.8f} Ha"
+        progress(f"{name}: {what} ({time.perf_counter() - start:.1f} s)")
     _update_atomization(systems)
     atomic.write_json(os.path.join(out_dir, REFERENCE_FILE), payload, indent=1, sort_keys=True)
     return payload
@@ -345,6 +361,7 @@ class Reference:
     atomization_energy: float | None  # Ha, None for atoms
     dm: np.ndarray  # (2, nao, nao) float64
     elements: Counter
+    density: str = "relaxed"  # "relaxed" or "unrelaxed" CCSD (caches written before relaxation)
 
     def molecule(self):
         """The :class:`basis.molecule.Molecule` (bohr inside)."""
@@ -375,7 +392,8 @@ def load_reference(directory: str = DATA_DIR, names: Iterable[str] | None = None
             subset=entry["subset"], energy=float(entry["e_ccsd_t"]),
             atomization_energy=entry.get("atomization_energy"),
             dm=np.asarray(densities[name], dtype=np.float64),
-            elements=Counter(line.split()[0] for line in entry["atom"].split(";") if line.strip()))
+            elements=Counter(line.split()[0] for line in entry["atom"].split(";") if line.strip()),
+            density=entry.get("density", "unrelaxed"))
     return out, payload["basis"]
 
 

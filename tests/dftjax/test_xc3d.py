@@ -82,6 +82,28 @@ def test_cached_reference_data_is_consistent():
     assert basis == payload["basis"]
 
 
+@pytest.mark.parametrize("name", ["H2O", "OH"])
+def test_relaxed_ccsd_density_gives_the_finite_difference_energy_derivative(name):
+    """tr(D_rel V) = dE_CCSD/dlambda for h + lambda V (HF and CCSD re-solved): closed (RCCSD) and open
+    shell (UCCSD, with OH's degenerate pi zero mode); the unrelaxed density misses it."""
+    from pyscf import gto
+
+    from dftjax.xc3d.relaxation import property_check
+
+    system = data.ALL_SYSTEMS[name]
+    mol = gto.M(atom=system.atom, basis="sto-3g", spin=system.spin, verbose=0)
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=(mol.nao, mol.nao))
+    operator = 0.05 * (v + v.T) + mol.intor("int1e_r")[2]  # a generic perturbation plus the dipole
+    if name == "OH":
+        operator = mol.intor("int1e_r")[2]  # axial: keeps the pi_x / pi_y degeneracy
+    out = property_check(mol, operator)
+    assert out["lagrangian_error"] == pytest.approx(0.0, abs=1e-9)
+    assert out["relaxed"] == pytest.approx(out["finite_difference"], abs=2e-7)
+    assert abs(out["unrelaxed"] - out["finite_difference"]) > 1e-5  # H2O 2e-3, OH 4e-5 in STO-3G
+    assert out["hessian_zero_modes"] == (1 if name == "OH" else 0)
+
+
 def test_cli_rejects_bad_input_before_heavy_work(capsys):
     from dftjax.cli import main
 
@@ -90,6 +112,10 @@ def test_cli_rejects_bad_input_before_heavy_work(capsys):
     assert main(["train", "xc3d", "--train", "H2", "--validation", "H2"]) == 2
     assert main(["train", "xc3d", "--hidden", "8,x"]) == 2
     assert main(["data", "make", "--only", "XeF6"]) == 2
+    assert main(["train", "xc3d", "--init", "dftjax:nn-nothing"]) == 2
+    assert "--init must be one of" in capsys.readouterr().err
+    assert main(["train", "xc3d", "--init", "/nonexistent/model.npz"]) == 2
+    assert "not found" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------------------------
@@ -312,3 +338,33 @@ def test_export_only_writes_the_checkpoints_best_parameters(tmp_path, capsys):
     for a, b in zip(jax.tree_util.tree_leaves(loaded), jax.tree_util.tree_leaves(best)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert main(["train", "xc3d", "--export-only", "--checkpoint-dir", str(tmp_path / "none"), "--out", out]) == 2
+
+
+def test_evaluation_recomputes_only_density_errors_when_the_reference_densities_change(tmp_path, monkeypatch):
+    """The SCF density matrices are cached beside the results, so a new reference density (e.g. the
+    relaxed CCSD one) updates the density errors without rerunning any SCF."""
+    import dataclasses
+    from collections import Counter
+
+    import dftjax.scf
+    from dftjax.xc3d import evaluate
+
+    nao = 2
+    unrelaxed = data.Reference(name="H2", atom="H 0 0 0; H 0 0 0.74", spin=0, charge=0, subset="heldout",
+                          energy=-1.137, atomization_energy=None, dm=np.full((2, nao, nao), 0.3),
+                          elements=Counter({"H": 2}), density="unrelaxed")
+    cache = str(tmp_path / "heldout.lda.json")
+    first = evaluate.run_functional("lda,vwn", {"H2": unrelaxed}, "sto-3g", grid_level=0, cache_path=cache)["H2"]
+    assert first["converged"] and first["density_reference"] == "unrelaxed"
+
+    def no_scf(*args, **kwargs):
+        raise AssertionError("the SCF was rerun")
+
+    monkeypatch.setattr(dftjax.scf, "run_scf", no_scf)
+    relaxed = dataclasses.replace(unrelaxed, dm=np.full((2, nao, nao), 0.25), density="relaxed")
+    second = evaluate.run_functional("lda,vwn", {"H2": relaxed}, "sto-3g", grid_level=0, cache_path=cache)["H2"]
+    assert second["energy"] == first["energy"] and second["density_reference"] == "relaxed"
+    with np.load(str(tmp_path / "heldout.lda.dm.npz")) as stored:
+        expected = evaluate.density_error(relaxed, stored["H2"].astype(np.float64), "sto-3g")
+    assert second["density_error"] == pytest.approx(expected, rel=1e-12)
+    assert abs(second["density_error"] - first["density_error"]) > 1e-3
