@@ -72,6 +72,7 @@ def test_cached_reference_data_is_consistent():
     systems = payload["systems"]
     for name, entry in systems.items():
         assert densities[name].shape == (2, entry["nao"], entry["nao"])
+        assert entry["density"] == "relaxed"
         assert entry["density_trace"] == pytest.approx(entry["n_electrons"], abs=1e-6)  # tr(D S) = N
         assert entry["e_ccsd_t"] <= entry["e_ccsd"] + 1e-3 and entry["e_ccsd"] < entry["e_hf"] + 1e-12
         if "atomization_energy" in entry:
