@@ -147,24 +147,14 @@ class VMCResult:
 
 
 def make_vmc_step(log_abs_psi, local_energy, mcmc: MCMC, optimizer: Optimizer):
-    """``step(state) -> (state, stats)``: MCMC moves, local energies, one optimiser update.
-
-    Two jitted programs, sampling (MCMC and local energies) and the optimiser update, not one:
-    compiled together, XLA's CPU code for the forward-Laplacian local energies and the optimiser's
-    parameter gradient ran ~15 % slower (LiH, Adam, 256 walkers: 70 vs 61 ms of CPU time per step;
-    a ``lax.optimization_barrier`` between them did not help). Same operations; the numbers agree
-    to rounding (1e-14 relative).
-    """
+    """Jitted ``step(state) -> (state, stats)``: MCMC moves, local energies, one optimiser update."""
     batched_energy = jax.vmap(local_energy, (None, 0))
 
     @jax.jit
-    def sample(params, walkers: MCMCState, key):
-        key, key_mcmc = jax.random.split(key)
-        walkers, acceptance = mcmc.update(params, walkers, key_mcmc)
-        return walkers, batched_energy(params, walkers.positions), acceptance, key
-
-    @jax.jit
-    def update(state: VMCState, walkers: MCMCState, energies, acceptance, key):
+    def step(state: VMCState):
+        key, key_mcmc = jax.random.split(state.key)
+        walkers, acceptance = mcmc.update(state.params, state.mcmc, key_mcmc)
+        energies = batched_energy(state.params, walkers.positions)
         params, opt_state, opt_stats = optimizer.update(state.params, state.opt_state, walkers.positions, energies)
         stats = {
             "energy": jnp.mean(energies),
@@ -174,10 +164,6 @@ def make_vmc_step(log_abs_psi, local_energy, mcmc: MCMC, optimizer: Optimizer):
             **opt_stats,
         }
         return VMCState(params, opt_state, walkers, key, state.step + 1), stats
-
-    def step(state: VMCState):
-        walkers, energies, acceptance, key = sample(state.params, state.mcmc, state.key)
-        return update(state, walkers, energies, acceptance, key)
 
     return step
 

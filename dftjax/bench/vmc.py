@@ -39,7 +39,6 @@ import math
 import os
 import subprocess
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -155,9 +154,7 @@ def time_system(name: str, *, options=None, walkers: int = 64, repeats: int = 3,
     With ``breakdown`` (default: when ``ferminet_python`` is given), also the pieces of a step, each
     jitted alone: log|psi| of all walkers, the MCMC update, the energy gradient (Adam's), SPRING's
     per-walker Jacobian, its Gram matrix and its damped solve; and FermiNet's log|psi|, MCMC step,
-    local energy and loss gradient; pieces are the least time of ``repeats`` warm calls (on a shared
-    machine, the least disturbed one), steps the median. As :func:`qmc.train.run_vmc`, with
-    OpenBLAS on one thread.
+    local energy and loss gradient. As :func:`qmc.train.run_vmc`, with OpenBLAS on one thread.
     """
     with single_threaded_blas():
         return _time_system(name, options=options, walkers=walkers, repeats=repeats, mcmc_steps=mcmc_steps,
@@ -200,14 +197,8 @@ def _time_system(name, *, options, walkers, repeats, mcmc_steps, dtype, seed, fe
     times["step"] = time_cold_warm(lambda: step(state), repeats)
     peer = {}
     if breakdown:
-        def warm(fn, *args):  # least of the warm calls, as the peer's pieces: the least disturbed call
-            jax.block_until_ready(fn(*args))
-            times = []
-            for _ in range(max(repeats, 1)):
-                start = time.perf_counter()
-                jax.block_until_ready(fn(*args))
-                times.append(time.perf_counter() - start)
-            return min(times)
+        def warm(fn, *args):
+            return time_cold_warm(lambda: fn(*args), repeats)[1]
 
         energies = jax.jit(jax.vmap(local_energy, (None, 0)))(params, positions)
         jacobian = jax.jit(walker_jacobian, static_argnums=0)(log_abs_psi, params, positions)
