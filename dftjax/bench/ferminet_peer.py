@@ -20,8 +20,8 @@ Pretraining and burn-in are off: only the steady-state step is timed. Coordinate
 FermiNet builds them), the pieces of a step: ``mcmc_s`` (one call of FermiNet's MCMC step, all
 ``--mcmc-steps`` moves), ``log_psi_s`` (log|psi| of every walker), ``local_energy_s`` (its local energy of every walker, the Laplacian as
 ``cfg.optim.laplacian``, FermiNet's default Hessian loop) and ``loss_grad_s`` (its energy and
-parameter gradient, local energies included: what an Adam step costs apart from MCMC). Medians
-of ``--repeats`` calls, jitted, on one device.
+parameter gradient, local energies included: what an Adam step costs apart from MCMC). Least
+time of ``--repeats`` calls, jitted, on one device.
 """
 
 from __future__ import annotations
@@ -54,8 +54,11 @@ class _TimingWriter:
         pass
 
 
-def _median_time(fn, repeats: int) -> float:
-    """Median seconds of ``fn()`` after one warm-up call (blocking on its output)."""
+def _best_time(fn, repeats: int) -> float:
+    """Least seconds of ``repeats`` calls of ``fn()`` after one warm-up call (blocking on its output).
+
+    The least, not the median: on a shared machine it is the call least disturbed by other work.
+    """
     import jax
 
     jax.block_until_ready(fn())
@@ -64,7 +67,7 @@ def _median_time(fn, repeats: int) -> float:
         start = time.perf_counter()
         jax.block_until_ready(fn())
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return min(times)
 
 
 class _Captured(Exception):
@@ -126,11 +129,11 @@ def _breakdown(cfg, walkers: int, repeats: int) -> dict:
     batch_network = jax.jit(built["batch_network"])
     loss_grad = jax.jit(jax.value_and_grad(built["make_loss"], has_aux=True))
     return {
-        "log_psi_s": _median_time(
+        "log_psi_s": _best_time(
             lambda: batch_network(params, data.positions, data.spins, data.atoms, data.charges), repeats),
-        "mcmc_s": _median_time(lambda: mcmc_step(params, data, key, width), repeats),
-        "local_energy_s": _median_time(lambda: local_energy(params, key, data), repeats),
-        "loss_grad_s": _median_time(lambda: loss_grad(params, key, data), repeats),
+        "mcmc_s": _best_time(lambda: mcmc_step(params, data, key, width), repeats),
+        "local_energy_s": _best_time(lambda: local_energy(params, key, data), repeats),
+        "loss_grad_s": _best_time(lambda: loss_grad(params, key, data), repeats),
     }
 
 

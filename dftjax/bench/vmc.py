@@ -22,13 +22,15 @@ against our SPRING step) and once with Adam (set against our Adam step, the same
 the optimiser). FermiNet needs its own interpreter because it does not run on the JAX that dftjax
 pins (see that module).
 
-Measured 2026-11-28 (2 cores, float64, 256 walkers, 10 moves, the CLI's network): He SPRING 176 ms
-vs FermiNet KFAC 32 ms, Adam 17 vs 20 ms; LiH SPRING 405 vs KFAC 87 ms, Adam 84 vs 62 ms. CH4 did
-not finish then: the Hessian-trace local energy hung in jaxlib 0.10.2's batched ``trsm`` (two
-concurrent ``ParallelBatchMap`` calls on a 2-thread pool; the same deadlock as the 1D ``eigh``).
-Since the determinants use :func:`qmc.linalg.slogdet` (no LAPACK on CPU), 64 walkers: CH4 E_L
-Hessian 225 ms, forward 81 ms (0.36); N2 654 / 225 ms (0.34); SPRING step 109 / 273 ms.
-CH4 with 256 walkers against FermiNet: SPRING 504 vs KFAC 379 ms (1.33x), Adam 465 vs 332 ms (1.40x).
+With it, the pieces of a step are timed on both sides too (``breakdown``; see :func:`time_system`).
+
+Measured 2026-11-28 (2 shared cores, loaded: load average 7-13; float64, 256 walkers, 10 moves,
+the CLI's network), ms per step, ours / FermiNet's: SPRING / KFAC He 52 / 34, LiH 116 / 107, CH4
+902 / 722; Adam / Adam He 19 / 21, LiH 74 / 75, CH4 830 / 587. Before the speed-ups of that day
+SPRING was 4.7-5.5x KFAC at He and LiH: its 256 x 256 Cholesky solve ran on OpenBLAS threads that
+fought XLA's pool (300 ms per solve under load), and ``J^T v`` copied the transposed Jacobian.
+Where CH4 still loses (MCMC 153 / 102 ms, local energy 626 / 456 ms): our determinants are
+Gaussian elimination in plain ``jnp`` (:mod:`qmc.linalg`), FermiNet's LAPACK's.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -154,7 +157,9 @@ def time_system(name: str, *, options=None, walkers: int = 64, repeats: int = 3,
     With ``breakdown`` (default: when ``ferminet_python`` is given), also the pieces of a step, each
     jitted alone: log|psi| of all walkers, the MCMC update, the energy gradient (Adam's), SPRING's
     per-walker Jacobian, its Gram matrix and its damped solve; and FermiNet's log|psi|, MCMC step,
-    local energy and loss gradient. As :func:`qmc.train.run_vmc`, with OpenBLAS on one thread.
+    local energy and loss gradient; pieces are the least time of ``repeats`` warm calls (on a shared
+    machine, the least disturbed one), steps the median. As :func:`qmc.train.run_vmc`, with
+    OpenBLAS on one thread.
     """
     with single_threaded_blas():
         return _time_system(name, options=options, walkers=walkers, repeats=repeats, mcmc_steps=mcmc_steps,
@@ -197,8 +202,14 @@ def _time_system(name, *, options, walkers, repeats, mcmc_steps, dtype, seed, fe
     times["step"] = time_cold_warm(lambda: step(state), repeats)
     peer = {}
     if breakdown:
-        def warm(fn, *args):
-            return time_cold_warm(lambda: fn(*args), repeats)[1]
+        def warm(fn, *args):  # least of the warm calls, as the peer's pieces: the least disturbed call
+            jax.block_until_ready(fn(*args))
+            times = []
+            for _ in range(max(repeats, 1)):
+                start = time.perf_counter()
+                jax.block_until_ready(fn(*args))
+                times.append(time.perf_counter() - start)
+            return min(times)
 
         energies = jax.jit(jax.vmap(local_energy, (None, 0)))(params, positions)
         jacobian = jax.jit(walker_jacobian, static_argnums=0)(log_abs_psi, params, positions)
