@@ -24,12 +24,12 @@ pins (see that module).
 
 With it, the pieces of a step are timed on both sides too (``breakdown``; see :func:`time_system`).
 
-Measured 2026-11-28 (2 shared cores, loaded: load average 7-13; float64, 256 walkers, 10 moves,
-the CLI's network), ms per step, ours / FermiNet's: SPRING / KFAC He 52 / 34, LiH 116 / 107, CH4
-902 / 722; Adam / Adam He 19 / 21, LiH 74 / 75, CH4 830 / 587. Before the speed-ups of that day
-SPRING was 4.7-5.5x KFAC at He and LiH: its 256 x 256 Cholesky solve ran on OpenBLAS threads that
-fought XLA's pool (300 ms per solve under load), and ``J^T v`` copied the transposed Jacobian.
-Where CH4 still loses (MCMC 153 / 102 ms, local energy 626 / 456 ms): our determinants are
+Measured 2026-11-28 (2 shared cores, load average 5-6; float64, 256 walkers, 10 moves, the CLI's
+network), ms per step, ours / FermiNet's: SPRING / KFAC He 59 / 37, LiH 101 / 84, CH4 566 / 668;
+Adam / Adam He 18 / 21, LiH 70 / 58, CH4 556 / 464. Before the speed-ups of that day SPRING was
+1.8-5.5x KFAC at He and LiH: its 256 x 256 Cholesky solve ran on OpenBLAS threads that fought
+XLA's pool (300 ms per solve under load), and ``J^T v`` copied the transposed Jacobian. Where
+our Adam step still loses (CH4 MCMC 111 / 82 ms, log|psi| 11.0 / 8.8 ms): our determinants are
 Gaussian elimination in plain ``jnp`` (:mod:`qmc.linalg`), FermiNet's LAPACK's.
 """
 
