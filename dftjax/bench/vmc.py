@@ -22,13 +22,15 @@ against our SPRING step) and once with Adam (set against our Adam step, the same
 the optimiser). FermiNet needs its own interpreter because it does not run on the JAX that dftjax
 pins (see that module).
 
-Measured 2026-11-28 (2 cores, float64, 256 walkers, 10 moves, the CLI's network): He SPRING 176 ms
-vs FermiNet KFAC 32 ms, Adam 17 vs 20 ms; LiH SPRING 405 vs KFAC 87 ms, Adam 84 vs 62 ms. CH4 did
-not finish then: the Hessian-trace local energy hung in jaxlib 0.10.2's batched ``trsm`` (two
-concurrent ``ParallelBatchMap`` calls on a 2-thread pool; the same deadlock as the 1D ``eigh``).
-Since the determinants use :func:`qmc.linalg.slogdet` (no LAPACK on CPU), 64 walkers: CH4 E_L
-Hessian 225 ms, forward 81 ms (0.36); N2 654 / 225 ms (0.34); SPRING step 109 / 273 ms.
-CH4 with 256 walkers against FermiNet: SPRING 504 vs KFAC 379 ms (1.33x), Adam 465 vs 332 ms (1.40x).
+With it, the pieces of a step are timed on both sides too (``breakdown``; see :func:`time_system`).
+
+Measured 2026-11-28 (2 shared cores, load average 5-6; float64, 256 walkers, 10 moves, the CLI's
+network), ms per step, ours / FermiNet's: SPRING / KFAC He 59 / 37, LiH 101 / 84, CH4 566 / 668;
+Adam / Adam He 18 / 21, LiH 70 / 58, CH4 556 / 464. Before the speed-ups of that day SPRING was
+1.8-5.5x KFAC at He and LiH: its 256 x 256 Cholesky solve ran on OpenBLAS threads that fought
+XLA's pool (300 ms per solve under load), and ``J^T v`` copied the transposed Jacobian. Where
+our Adam step still loses (CH4 MCMC 111 / 82 ms, log|psi| 11.0 / 8.8 ms): our determinants are
+Gaussian elimination in plain ``jnp`` (:mod:`qmc.linalg`), FermiNet's LAPACK's.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -47,6 +50,7 @@ from jax.flatten_util import ravel_pytree
 
 from basis.molecule import make_molecule
 from dftjax.bench._timing import time_cold_warm
+from dftjax.oned.blas import single_threaded_blas
 
 # Geometries in bohr: LiH at its equilibrium 3.015, N2 at 2.068 (FermiNet's), CH4 tetrahedral with
 # C-H 2.052 (1.086 A).
@@ -79,6 +83,17 @@ class VMCTiming:
     step_adam_s: float = math.nan
     ferminet_kfac_step_s: float = math.nan
     ferminet_adam_step_s: float = math.nan
+    # breakdown of a step (with ``breakdown``): ours, then FermiNet's (with the peer)
+    log_psi_s: float = math.nan
+    mcmc_s: float = math.nan
+    gradient_s: float = math.nan
+    jacobian_s: float = math.nan
+    gram_s: float = math.nan
+    solve_s: float = math.nan
+    ferminet_log_psi_s: float = math.nan
+    ferminet_mcmc_s: float = math.nan
+    ferminet_local_energy_s: float = math.nan
+    ferminet_loss_grad_s: float = math.nan
 
     @property
     def ratio(self) -> float:
@@ -112,30 +127,51 @@ def check_ferminet_python(python: str) -> None:
 
 
 def ferminet_step_time(python: str, molecule, options, *, walkers: int, mcmc_steps: int, optimizer: str,
-                       dtype: str = "float64", iterations: int = 25) -> float:
-    """Seconds per optimisation step of FermiNet's own code for ``molecule`` (see ferminet_peer.py)."""
+                       dtype: str = "float64", iterations: int = 25, breakdown: bool = False) -> dict:
+    """``{"per_step_s": seconds per optimisation step}`` of FermiNet's own code for ``molecule``.
+
+    With ``breakdown``, also ``log_psi_s``, ``mcmc_s``, ``local_energy_s`` and ``loss_grad_s``
+    (see ferminet_peer.py).
+    """
     atoms = [[symbol, [float(c) for c in xyz]] for symbol, xyz in zip(molecule.symbols, molecule.coords)]
     command = [python, PEER_SCRIPT, "--atoms", json.dumps(atoms), "--electrons", ",".join(map(str, molecule.nelec)),
                "--walkers", str(walkers), "--optimizer", optimizer, "--mcmc-steps", str(mcmc_steps),
                "--hidden-one", ",".join(map(str, options.hidden_one)),
                "--hidden-two", ",".join(map(str, options.hidden_two)),
                "--determinants", str(options.determinants), "--iterations", str(iterations), "--dtype", dtype]
+    if breakdown:
+        command.append("--breakdown")
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"FermiNet peer failed ({optimizer}): {done.stderr.strip()[-2000:]}")
-    return float(json.loads(done.stdout.strip().splitlines()[-1])["per_step_s"])
+    record = json.loads(done.stdout.strip().splitlines()[-1])
+    return {k: float(v) for k, v in record.items() if k.endswith("_s")}
 
 
 def time_system(name: str, *, options=None, walkers: int = 64, repeats: int = 3, mcmc_steps: int = 10,
-                dtype: str = "float64", seed: int = 0, ferminet_python: str | None = None) -> VMCTiming:
+                dtype: str = "float64", seed: int = 0, ferminet_python: str | None = None,
+                breakdown: bool | None = None) -> VMCTiming:
     """Time the local energy (both Laplacians) and one optimisation step for ``SYSTEMS[name]``.
 
     With ``ferminet_python``, also our Adam step and FermiNet's KFAC and Adam steps (same sizes).
+    With ``breakdown`` (default: when ``ferminet_python`` is given), also the pieces of a step, each
+    jitted alone: log|psi| of all walkers, the MCMC update, the energy gradient (Adam's), SPRING's
+    per-walker Jacobian, its Gram matrix and its damped solve; and FermiNet's log|psi|, MCMC step,
+    local energy and loss gradient; pieces are the least time of ``repeats`` warm calls (on a shared
+    machine, the least disturbed one), steps the median. As :func:`qmc.train.run_vmc`, with
+    OpenBLAS on one thread.
     """
+    with single_threaded_blas():
+        return _time_system(name, options=options, walkers=walkers, repeats=repeats, mcmc_steps=mcmc_steps,
+                            dtype=dtype, seed=seed, ferminet_python=ferminet_python,
+                            breakdown=ferminet_python is not None if breakdown is None else breakdown)
+
+
+def _time_system(name, *, options, walkers, repeats, mcmc_steps, dtype, seed, ferminet_python, breakdown):
     from qmc.ansatz import FermiNetOptions, make_ansatz
     from qmc.hamiltonian import make_local_energy
     from qmc.mcmc import initial_positions, make_metropolis
-    from qmc.optimizers import make_optimizer
+    from qmc.optimizers import SpringOptions, centred_gram, energy_gradient, make_optimizer, walker_jacobian
     from qmc.train import VMCState, make_vmc_step
 
     if name not in SYSTEMS:
@@ -165,15 +201,47 @@ def time_system(name: str, *, options=None, walkers: int = 64, repeats: int = 3,
     state = VMCState(params, optimizer.init(params), mcmc.init(params, positions), key_step, jnp.zeros((), jnp.int32))
     times["step"] = time_cold_warm(lambda: step(state), repeats)
     peer = {}
+    if breakdown:
+        def warm(fn, *args):  # least of the warm calls, as the peer's pieces: the least disturbed call
+            jax.block_until_ready(fn(*args))
+            times = []
+            for _ in range(max(repeats, 1)):
+                start = time.perf_counter()
+                jax.block_until_ready(fn(*args))
+                times.append(time.perf_counter() - start)
+            return min(times)
+
+        energies = jax.jit(jax.vmap(local_energy, (None, 0)))(params, positions)
+        jacobian = jax.jit(walker_jacobian, static_argnums=0)(log_abs_psi, params, positions)
+        gram = jax.jit(centred_gram)(jacobian)
+        spring_options = SpringOptions()
+
+        @jax.jit
+        def solve(gram, residual):  # SPRING's damped kernel, factorised and solved
+            n = gram.shape[0]
+            kernel = gram + spring_options.damping * jnp.eye(n, dtype=gram.dtype) + jnp.ones_like(gram) / n
+            return jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(kernel), residual)
+
+        peer.update(
+            log_psi_s=warm(jax.jit(jax.vmap(log_abs_psi, (None, 0))), params, positions),
+            mcmc_s=warm(jax.jit(mcmc.update), params, state.mcmc, key_step),
+            gradient_s=warm(jax.jit(lambda p, x, e: energy_gradient(log_abs_psi, p, x, e)), params, positions,
+                            energies),
+            jacobian_s=warm(jax.jit(walker_jacobian, static_argnums=0), log_abs_psi, params, positions),
+            gram_s=warm(jax.jit(centred_gram), jacobian),
+            solve_s=warm(solve, gram, energies),
+        )
     if ferminet_python:
         adam = make_optimizer("adam", log_abs_psi)
         adam_step = make_vmc_step(log_abs_psi, local_energy, mcmc, adam)
         adam_state = state._replace(opt_state=adam.init(params))
         peer["step_adam_s"] = time_cold_warm(lambda: adam_step(adam_state), repeats)[1]
         for optimizer_name in ("kfac", "adam"):
-            peer[f"ferminet_{optimizer_name}_step_s"] = ferminet_step_time(
+            record = ferminet_step_time(
                 ferminet_python, molecule, options, walkers=walkers, mcmc_steps=mcmc_steps,
-                optimizer=optimizer_name, dtype=dtype)
+                optimizer=optimizer_name, dtype=dtype, breakdown=breakdown and optimizer_name == "adam")
+            peer[f"ferminet_{optimizer_name}_step_s"] = record.pop("per_step_s")
+            peer.update({f"ferminet_{k}": v for k, v in record.items()})
     return VMCTiming(
         system=name, n_elec=int(sum(molecule.nelec)), n_params=int(ravel_pytree(params)[0].size), walkers=walkers,
         dtype=dtype, hessian_s=times["hessian"][1], forward_s=times["forward"][1], step_s=times["step"][1],
@@ -184,10 +252,11 @@ def time_system(name: str, *, options=None, walkers: int = 64, repeats: int = 3,
 
 def run(systems=("He", "LiH", "N2", "CH4"), *, options=None, walkers: int = 64, repeats: int = 3,
         mcmc_steps: int = 10, dtype: str = "float64", progress: bool = True,
-        ferminet_python: str | None = None) -> list[VMCTiming]:
+        ferminet_python: str | None = None, breakdown: bool | None = None) -> list[VMCTiming]:
     """Time every system in ``systems`` (names of :data:`SYSTEMS`); progress lines on stderr.
 
     ``ferminet_python``: an interpreter with FermiNet and kfac-jax, to time FermiNet's own step too.
+    ``breakdown``: also time the pieces of a step (default: with ``ferminet_python``).
     """
     unknown = [s for s in systems if s not in SYSTEMS]
     if unknown:
@@ -197,7 +266,7 @@ def run(systems=("He", "LiH", "N2", "CH4"), *, options=None, walkers: int = 64, 
     results = []
     for name in systems:
         row = time_system(name, options=options, walkers=walkers, repeats=repeats, mcmc_steps=mcmc_steps, dtype=dtype,
-                          ferminet_python=ferminet_python)
+                          ferminet_python=ferminet_python, breakdown=breakdown)
         results.append(row)
         if progress:
             peer = ""
@@ -232,6 +301,17 @@ def format_table(results: list[VMCTiming]) -> str:
             lines.append(f"{r.system:<7} {r.step_s * 1e3:>9.2f} {r.ferminet_kfac_step_s * 1e3:>16.2f} "
                          f"{r.ratio_ferminet:>6.2f} {r.step_adam_s * 1e3:>8.2f} {r.ferminet_adam_step_s * 1e3:>16.2f} "
                          f"{r.ratio_ferminet_adam:>6.2f}")
+    pieces = [r for r in results if not math.isnan(r.mcmc_s)]
+    if pieces:
+        lines.append("step pieces, ms (ours: log|psi|, MCMC update, E_L forward, energy gradient, SPRING Jacobian, "
+                     "Gram, solve; FermiNet: log|psi|, MCMC, E_L, loss gradient incl. E_L)")
+        columns = {"log_psi_s": "log|psi|", "mcmc_s": "MCMC", "forward_s": "E_L", "gradient_s": "gradient",
+                   "jacobian_s": "Jacobian", "gram_s": "Gram", "solve_s": "solve",
+                   "ferminet_log_psi_s": "FN log|psi|", "ferminet_mcmc_s": "FN MCMC",
+                   "ferminet_local_energy_s": "FN E_L", "ferminet_loss_grad_s": "FN loss grad"}
+        lines.append(f"{'system':<7} " + " ".join(f"{label:>12}" for label in columns.values()))
+        for r in pieces:
+            lines.append(f"{r.system:<7} " + " ".join(f"{getattr(r, n) * 1e3:>12.2f}" for n in columns))
     big = [r.ratio for r in results if r.n_elec >= 10]
     if big:
         lines.append(f"forward/Hessian at >= 10 electrons: {', '.join(f'{x:.2f}' for x in big)} (goal <= 0.5)")

@@ -8,7 +8,9 @@ with one thread (the same as ``OPENBLAS_NUM_THREADS=1``, which only works if set
 imported). :func:`single_threaded_blas` sets the thread count of every OpenBLAS already loaded into
 the process through OpenBLAS's own ``openblas_set_num_threads`` (exported as
 ``scipy_openblas_set_num_threads[64_]`` by the NumPy/SciPy wheels) and restores it on exit.
-Linux only (it reads ``/proc/self/maps``); elsewhere it does nothing.
+Linux only (it reads ``/proc/self/maps``); elsewhere it does nothing. VMC uses it too
+(:func:`qmc.train.run_vmc`: SPRING's 256 x 256 Cholesky solve, median 380 ms with two OpenBLAS
+threads on a loaded 2-core machine against 4 ms with one).
 """
 
 from __future__ import annotations

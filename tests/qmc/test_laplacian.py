@@ -75,3 +75,27 @@ def test_laplacians_agree_in_float32(lih, log_psi_and_points, laplacians):
     np.testing.assert_allclose(grad_f, grad_h, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(lap_f, laplacians["hessian"][0], rtol=1e-3)
     np.testing.assert_allclose(grad_f, laplacians["hessian"][1], rtol=1e-3, atol=1e-3)
+
+
+def test_sparse_forward_laplacian_from_ten_electrons_equals_dense(monkeypatch):
+    """From 30 coordinates the default propagates folx's sparse per-electron Jacobians (threshold 6,
+    FermiNet's): the same Laplacian and gradient as the dense propagation, to rounding."""
+    from basis.molecule import make_molecule
+    from qmc.ansatz import FermiNetOptions, make_ansatz
+
+    molecule = make_molecule("Ne 0 0 0", unit="bohr")  # 10 electrons, 30 coordinates
+    module = make_ansatz("ferminet", molecule, FermiNetOptions(hidden_one=(8,), hidden_two=(4,), determinants=1))
+    x = jax.random.normal(jax.random.PRNGKey(3), (2, 30)) * 0.8
+    params = jax.jit(module.init)(jax.random.PRNGKey(4), x[0])
+    f = lambda y: module.apply(params, y)[1]  # noqa: E731
+    import folx
+
+    thresholds = []
+    real = folx.forward_laplacian
+    monkeypatch.setattr(folx, "forward_laplacian", lambda fn, sparsity_threshold=0: (
+        thresholds.append(sparsity_threshold), real(fn, sparsity_threshold=sparsity_threshold))[1])
+    lap_sparse, grad_sparse = jax.jit(jax.vmap(forward_laplacian(f)))(x)
+    lap_dense, grad_dense = jax.jit(jax.vmap(forward_laplacian(f, sparsity_threshold=0)))(x)
+    np.testing.assert_allclose(lap_sparse, lap_dense, rtol=1e-11)  # summation order only
+    np.testing.assert_allclose(grad_sparse, grad_dense, rtol=1e-11, atol=1e-12)
+    assert thresholds == [6, 0]  # the default picked the sparse path

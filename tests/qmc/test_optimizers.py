@@ -75,3 +75,34 @@ def test_adam_moves_against_gradient_and_unknown_name():
         np.testing.assert_allclose(new_params[name] - params[name], -1e-2 * np.sign(grad[name]), rtol=1e-6)
     with pytest.raises(ValueError, match="unknown optimizer"):
         make_optimizer("kfac", log_abs)
+
+
+def test_spring_trajectory_is_pinned(lih):
+    """Four VMC steps with SPRING (LiH, small FermiNet, 32 walkers, fixed seed) give the numbers of the
+    implementation before the speed-ups of issue 9 (76858e6: J^T v, unravel inside the vmapped grad).
+    rtol 1e-10: the products are summed in another order, nothing else may change."""
+    from qmc.ansatz import FermiNetOptions, make_ansatz
+    from qmc.hamiltonian import make_local_energy
+    from qmc.mcmc import initial_positions, make_metropolis
+    from qmc.train import VMCState, make_vmc_step
+
+    molecule = lih[0]
+    module = make_ansatz("ferminet", molecule, FermiNetOptions(hidden_one=(16, 16), hidden_two=(4, 4), determinants=2))
+    key_positions, key_params, key_step = jax.random.split(jax.random.PRNGKey(7), 3)
+    positions = initial_positions(key_positions, molecule, 32)
+    params = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), jax.jit(module.init)(key_params, positions[0]))
+    log_abs = lambda p, x: module.apply(p, x)[1]  # noqa: E731
+    local_energy = make_local_energy(log_abs, jnp.asarray(molecule.coords), molecule.atomic_numbers, "forward")
+    mcmc = make_metropolis(jax.vmap(log_abs, (None, 0)), steps=2)
+    optimizer = make_optimizer("spring", log_abs)
+    step = make_vmc_step(log_abs, local_energy, mcmc, optimizer)
+    state = VMCState(params, optimizer.init(params), mcmc.init(params, positions), key_step, jnp.zeros((), jnp.int32))
+    energies = []
+    for _ in range(4):
+        state, stats = step(state)
+        energies.append(float(stats["energy"]))
+    flat = ravel_pytree(state.params)[0]
+    np.testing.assert_allclose(energies, [-4.125074770934645, -3.8800947565896693, -4.7741602709537965,
+                                          -4.8260171230205335], rtol=1e-10)
+    np.testing.assert_allclose([jnp.sum(flat), jnp.sum(flat**2), jnp.sum(state.opt_state.direction**2)],
+                               [74.82668569342994, 117.71142131481146, 4.605818637063483], rtol=1e-10)

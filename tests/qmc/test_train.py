@@ -45,6 +45,20 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path):
     assert sorted(os.listdir(tmp_path / "a")) == [CHECKPOINT_NAME]  # no temporary files left behind
 
 
+def test_run_holds_openblas_at_one_thread(tmp_path):
+    """XLA's LAPACK (SPRING's Cholesky) on one OpenBLAS thread during the run, restored after it."""
+    from dftjax.oned import blas
+
+    def counts():
+        return [int(getattr(lib, f"{p}_get_num_threads{s}")()) for lib, (p, s) in blas._openblas_libraries()]
+
+    before = counts()
+    seen = []
+    run_vmc(make_molecule("He 0 0 0"), TINY, callback=lambda step, stats: seen.append(counts()))
+    assert seen and all(c == 1 for step_counts in seen for c in step_counts)
+    assert counts() == before
+
+
 def _fingerprint_of(molecule):
     from qmc.train import _fingerprint
 
