@@ -113,6 +113,12 @@ def cmd_scf(args) -> dict:
     from dftjax.scf import SCFOptions, run_scf
 
     molecule = _load_molecule(args)
+    if args.forces:
+        from dftjax.system import functional_by_name
+
+        if getattr(functional_by_name(args.xc), "needs_grid_coulomb", False):
+            raise ValueError(f"--forces is not available for {args.xc} (its exact-exchange energy density uses "
+                             "grid Coulomb potentials that are not differentiable in nuclear positions here)")
     options = SCFOptions(
         xc=args.xc, basis=args.basis, unrestricted=args.unrestricted,
         grid_level=args.grid_level, density_fit=args.density_fit, max_cycle=args.max_cycle,
