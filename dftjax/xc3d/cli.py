@@ -262,7 +262,7 @@ def _export(args, config, train_names, validation_names) -> dict:
     metadata = {"model": args.model, "basis": basis, "adjoint": args.adjoint, "steps": int(state.step), "best_step": int(state.best_step),
                 "best_validation": best_validation if np.isfinite(best_validation) else None,
                 "train": train_names, "validation": validation_names, "grid_level": args.grid_level,
-                "learning_rate": args.learning_rate,
+                "init": args.init, "learning_rate": args.learning_rate,
                 "loss_weights": {"energy": args.energy_weight, "atomization": args.atomization_weight,
                                  "density": args.density_weight}}
     save_model(args.out, state.best_params, config, metadata)
