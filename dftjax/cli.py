@@ -114,11 +114,9 @@ def cmd_scf(args) -> dict:
 
     molecule = _load_molecule(args)
     if args.forces:
-        from dftjax.system import functional_by_name
+        from dftjax.system import check_position_derivatives
 
-        if getattr(functional_by_name(args.xc), "needs_grid_coulomb", False):
-            raise ValueError(f"--forces is not available for {args.xc} (its exact-exchange energy density uses "
-                             "grid Coulomb potentials that are not differentiable in nuclear positions here)")
+        check_position_derivatives(args.xc, "--forces")
     options = SCFOptions(
         xc=args.xc, basis=args.basis, unrestricted=args.unrestricted,
         grid_level=args.grid_level, density_fit=args.density_fit, max_cycle=args.max_cycle,

@@ -134,6 +134,18 @@ def check_options(molecule: Molecule, options: SCFOptions) -> Functional:
     return functional
 
 
+def check_position_derivatives(xc: str, what: str) -> None:
+    """ValueError (before any heavy work) when ``xc`` cannot give derivatives in nuclear positions.
+
+    Nonlocal functionals (``needs_grid_coulomb``, ``dftjax:nn-local-hybrid``) read grid Coulomb
+    potentials from PySCF's ``int1e_grids``, which are not differentiable here (``dftjax.adjoint.system_at``
+    refuses them); ``what`` names the request in the message (``"--forces"``, ``"dftjax opt"``).
+    """
+    if getattr(functional_by_name(xc), "needs_grid_coulomb", False):
+        raise ValueError(f"{what} is not available for {xc} (its exact-exchange energy density uses grid "
+                         "Coulomb potentials that are not differentiable in nuclear positions here)")
+
+
 def build_system(molecule: Molecule, options: SCFOptions, basis: Basis | None = None, *,
                  functional: Functional | None = None) -> KSSystem:
     """Integrals, grid and AO values for one geometry (see :class:`KSSystem`).

@@ -314,6 +314,8 @@ def test_shipped_local_hybrid_runs_in_dftjax_scf_by_name(capsys):
         pyscf_plugin.apply(dft.RKS(gto.M(atom=atom, basis="sto-3g", verbose=0)), "dftjax:nn-local-hybrid")
     assert main(["scf", "--atom", atom, "--basis", "sto-3g", "--xc", "dftjax:nn-local-hybrid", "--forces"]) == 2
     assert "--forces is not available" in capsys.readouterr().err
+    assert main(["opt", "--atom", atom, "--basis", "sto-3g", "--xc", "dftjax:nn-local-hybrid"]) == 2
+    assert "dftjax opt is not available" in capsys.readouterr().err
 
 
 @pytest.mark.slow
