@@ -199,6 +199,12 @@ def system_at(static: _Static, coords, field, exponents) -> KSSystem:
     grid points and weights are those of ``coords`` but carry no derivative (a space-fixed grid).
     """
     functional = static.functional
+    if getattr(functional, "needs_grid_coulomb", False):
+        raise NotImplementedError(
+            f"{functional.name} reads the exact-exchange energy density through grid Coulomb potentials "
+            "(PySCF int1e_grids), which are not differentiable in nuclear positions here: no forces, "
+            "field or exponent derivatives, and no unrolled adjoint; use dftjax.xc3d.train.converge / "
+            "the implicit-adjoint trainer for parameter gradients")
     basis = _with_exponents(static.basis, exponents)
     charges = jnp.asarray(static.atomic_numbers, dtype=jnp.float64)
     s = one_electron.overlap(basis, coords)

@@ -113,6 +113,10 @@ def cmd_scf(args) -> dict:
     from dftjax.scf import SCFOptions, run_scf
 
     molecule = _load_molecule(args)
+    if args.forces:
+        from dftjax.system import check_position_derivatives
+
+        check_position_derivatives(args.xc, "--forces")
     options = SCFOptions(
         xc=args.xc, basis=args.basis, unrestricted=args.unrestricted,
         grid_level=args.grid_level, density_fit=args.density_fit, max_cycle=args.max_cycle,

@@ -72,8 +72,9 @@ def cmd_opt(args) -> dict:
     """Optimise the geometry; the dict has the final geometry (angstrom and bohr), energy, forces."""
     from basis.molecule import make_molecule
     from dftjax.opt import optimize_geometry
-    from dftjax.system import SCFOptions
+    from dftjax.system import SCFOptions, check_position_derivatives
 
+    check_position_derivatives(args.xc, "dftjax opt")
     if args.max_force <= 0:
         raise ValueError(f"--max-force {args.max_force} must be positive")
     if args.max_steps < 1:

@@ -123,6 +123,11 @@ def resolve_functional(xc: Functional | str) -> Functional:
             raise ValueError(
                 f"functional {functional.name!r} is {description}; PySCF's Kohn-Sham solvers take "
                 f"exchange-correlation functionals of kind 'lda', 'gga', 'mgga' or 'hf'")
+    if getattr(functional, "needs_grid_coulomb", False):
+        raise ValueError(
+            f"functional {functional.name!r} reads the exact-exchange energy density of the density matrix "
+            f"(a local hybrid); PySCF's eval_xc receives only rho, sigma and tau on grid points, so it cannot "
+            f"be evaluated there: run it with dftjax's own SCF (dftjax scf --xc {functional.name})")
     if functional.needs_laplacian:
         raise ValueError(
             f"functional {functional.name!r} needs the density Laplacian, which PySCF's numerical "

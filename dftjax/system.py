@@ -134,9 +134,30 @@ def check_options(molecule: Molecule, options: SCFOptions) -> Functional:
     return functional
 
 
-def build_system(molecule: Molecule, options: SCFOptions, basis: Basis | None = None) -> KSSystem:
-    """Integrals, grid and AO values for one geometry (see :class:`KSSystem`)."""
-    functional = check_options(molecule, options)
+def check_position_derivatives(xc: str, what: str) -> None:
+    """ValueError (before any heavy work) when ``xc`` cannot give derivatives in nuclear positions.
+
+    Nonlocal functionals (``needs_grid_coulomb``, ``dftjax:nn-local-hybrid``) read grid Coulomb
+    potentials from PySCF's ``int1e_grids``, which are not differentiable here (``dftjax.adjoint.system_at``
+    refuses them); ``what`` names the request in the message (``"--forces"``, ``"dftjax opt"``).
+    """
+    if getattr(functional_by_name(xc), "needs_grid_coulomb", False):
+        raise ValueError(f"{what} is not available for {xc} (its exact-exchange energy density uses grid "
+                         "Coulomb potentials that are not differentiable in nuclear positions here)")
+
+
+def build_system(molecule: Molecule, options: SCFOptions, basis: Basis | None = None, *,
+                 functional: Functional | None = None) -> KSSystem:
+    """Integrals, grid and AO values for one geometry (see :class:`KSSystem`).
+
+    ``functional``: the functional the system is for (default: ``options.xc``'s). For a nonlocal
+    one (``needs_grid_coulomb``, the neural local hybrid ``dftjax:nn-local-hybrid``) the Coulomb
+    potentials of AO products on the grid points are added (``grid_coulomb``; PySCF
+    ``int1e_grids``, so not differentiable in the nuclear positions) and the grid is not sharded.
+    """
+    by_name = check_options(molecule, options)
+    functional = by_name if functional is None else functional
+    nonlocal_xc = bool(getattr(functional, "needs_grid_coulomb", False))
     basis = make_basis(molecule, options.basis) if basis is None else basis
     coords = jnp.asarray(molecule.coords)
     charges = jnp.asarray(molecule.atomic_numbers, dtype=jnp.float64)
@@ -155,7 +176,7 @@ def build_system(molecule: Molecule, options: SCFOptions, basis: Basis | None = 
         eri = two_electron.electron_repulsion(basis, coords)
         if omega:
             eri_lr = two_electron.electron_repulsion(basis, coords, omega=omega)
-    mesh = _grid_mesh() if options.shard_grid and functional.kind != "hf" else None
+    mesh = _grid_mesh() if options.shard_grid and functional.kind != "hf" and not nonlocal_xc else None
     if functional.kind == "hf":
         ao = jnp.zeros((4, 0, basis.nao))
         weights = jnp.zeros((0,))
@@ -163,6 +184,12 @@ def build_system(molecule: Molecule, options: SCFOptions, basis: Basis | None = 
         grid = pyscf_grid(molecule, options.grid_level) if options.pyscf_grids else make_grid(molecule, options.grid_level)
         points, weights = _shard_points(mesh, np.asarray(grid.points), np.asarray(grid.weights))
         ao = _ao_values(basis, coords, points, deriv=1)
+    grid_coulomb = np.zeros((0,))
+    if nonlocal_xc:
+        from dftjax.xc3d.exact_exchange import grid_coulomb_potentials  # PySCF, only for these functionals
+
+        grid_coulomb = jnp.asarray(grid_coulomb_potentials(molecule.to_pyscf(basis=options.basis),
+                                                           np.asarray(points)))
     system = KSSystem(
         overlap=s,
         h_core=h,
@@ -175,6 +202,7 @@ def build_system(molecule: Molecule, options: SCFOptions, basis: Basis | None = 
         ao=ao,
         weights=weights,
         dipole_ints=one_electron.dipole(basis, coords),
+        grid_coulomb=grid_coulomb,
     )
     if mesh is not None:
         # everything but the grid arrays is replicated, so one jitted step sees one device set

@@ -41,6 +41,13 @@ Parameters are ``{"exchange": variables, "correlation": variables}`` of two Flax
 ``.npz`` (no pickles); the pretrained model ships in ``functionals/models`` and is registered as
 ``"dftjax:nn-mgga"`` (:func:`functionals.get_functional`).
 
+The second model, :func:`make_neural_local_hybrid` (bottom of this module), adds a nonlocal
+ingredient: a learned local fraction of the exact-exchange energy density (DM21-style feature). It
+is a :class:`NonlocalFunctional`, evaluated only inside dftjax's SCF (which builds the grid Coulomb
+potentials it needs), shipped as ``"dftjax:nn-local-hybrid"`` and stored by the same
+:func:`save_model` / :func:`load_model` (config :class:`NeuralLocalHybridConfig`, which nests the
+semilocal :class:`NeuralMGGAConfig`).
+
 >>> import jax, jax.numpy as jnp
 >>> from functionals.features import restricted_features
 >>> xc = make_neural_mgga(jax.random.PRNGKey(0))
@@ -268,10 +275,44 @@ def _unflatten(flat: dict[str, np.ndarray]) -> dict:
     return tree
 
 
-def save_model(path: str, params: Any, config: NeuralMGGAConfig, metadata: dict | None = None) -> str:
-    """Write ``params`` and ``config`` (and JSON ``metadata``) to ``path`` (.npz) atomically."""
+def _config_to_json(config) -> str:
+    """JSON of a config with the architecture recorded (``"architecture"``: ``"mgga"`` or ``"local_hybrid"``)."""
+    if isinstance(config, NeuralLocalHybridConfig):
+        return json.dumps({"architecture": "local_hybrid", **dataclasses.asdict(config)})
+    if isinstance(config, NeuralMGGAConfig):
+        return json.dumps(dataclasses.asdict(config))  # no key: files written before local hybrids
+    raise TypeError(f"config must be a NeuralMGGAConfig or NeuralLocalHybridConfig; got {type(config).__name__}")
+
+
+def _config_from_dict(config_dict: dict):
+    """Inverse of :func:`_config_to_json` (a dict without ``"architecture"`` is a meta-GGA config)."""
+    config_dict = dict(config_dict)
+    architecture = config_dict.pop("architecture", "mgga")
+    if architecture == "mgga":
+        config_dict["hidden"] = tuple(config_dict["hidden"])
+        return NeuralMGGAConfig(**config_dict)
+    if architecture == "local_hybrid":
+        semilocal = _config_from_dict(config_dict.pop("semilocal"))
+        config_dict["hidden"] = tuple(config_dict["hidden"])
+        return NeuralLocalHybridConfig(semilocal=semilocal, **config_dict)
+    raise ValueError(f"unknown neural-functional architecture {architecture!r}")
+
+
+#: Parameter groups of each architecture.
+_PARAM_GROUPS = {"mgga": {"exchange", "correlation"}, "local_hybrid": {"exchange", "correlation", "mixing"}}
+
+
+def save_model(path: str, params: Any, config: "NeuralMGGAConfig | NeuralLocalHybridConfig",
+               metadata: dict | None = None) -> str:
+    """Write ``params`` and ``config`` (and JSON ``metadata``) to ``path`` (.npz) atomically.
+
+    ``config`` is a :class:`NeuralMGGAConfig` or a :class:`NeuralLocalHybridConfig` (its nested
+    semilocal config included); the architecture is recorded in the ``config`` JSON, so
+    :func:`load_model` returns the same type.
+    """
+    config_json = _config_to_json(config)
     arrays = {f"params/{k}": v for k, v in _flatten(params).items()}
-    arrays["config"] = np.asarray(json.dumps(dataclasses.asdict(config)))
+    arrays["config"] = np.asarray(config_json)
     arrays["metadata"] = np.asarray(json.dumps(metadata or {}))
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
@@ -281,8 +322,10 @@ def save_model(path: str, params: Any, config: NeuralMGGAConfig, metadata: dict 
     return path
 
 
-def load_model(path: str) -> tuple[dict, NeuralMGGAConfig, dict]:
+def load_model(path: str) -> tuple[dict, "NeuralMGGAConfig | NeuralLocalHybridConfig", dict]:
     """``(params, config, metadata)`` from a file written by :func:`save_model`.
+
+    ``config`` is a :class:`NeuralMGGAConfig` (meta-GGA) or a :class:`NeuralLocalHybridConfig`.
 
     Raises:
         ValueError: missing file, or a file without the expected entries / with non-finite weights.
@@ -298,27 +341,42 @@ def load_model(path: str) -> tuple[dict, NeuralMGGAConfig, dict]:
     for key, value in flat.items():
         if not np.all(np.isfinite(value)):
             raise ValueError(f"non-finite weights {key!r} in {path!r}")
-    config_dict["hidden"] = tuple(config_dict["hidden"])
+    config = _config_from_dict(config_dict)
     params = _unflatten(flat)
-    if set(params) != {"exchange", "correlation"}:
-        raise ValueError(f"{path!r} must hold 'exchange' and 'correlation' parameters; got {sorted(params)}")
-    return params, NeuralMGGAConfig(**config_dict), metadata
+    groups = _PARAM_GROUPS["local_hybrid" if isinstance(config, NeuralLocalHybridConfig) else "mgga"]
+    if set(params) != groups:
+        raise ValueError(f"{path!r} must hold {sorted(groups)} parameters; got {sorted(params)}")
+    return params, config, metadata
 
 
 #: Directory of the shipped (pretrained) models.
 MODELS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models")
 
 #: Registered names -> shipped weight files in :data:`MODELS_DIR`.
-PRETRAINED = {"dftjax:nn-mgga": "nn_mgga.npz"}
+PRETRAINED = {"dftjax:nn-mgga": "nn_mgga.npz", "dftjax:nn-local-hybrid": "nn_local_hybrid.npz"}
 
 
 def load_pretrained(name: str = "dftjax:nn-mgga") -> Functional:
-    """The shipped pretrained functional ``name`` (see ``functionals/models/README.md``)."""
+    """The shipped pretrained functional ``name`` (see ``functionals/models/README.md``).
+
+    ``"dftjax:nn-mgga"`` is a plain :class:`~functionals.functional.Functional`;
+    ``"dftjax:nn-local-hybrid"`` a :class:`NonlocalFunctional` (it reads the exact-exchange energy
+    density of the density matrix, so only a Kohn-Sham solver that builds the grid Coulomb
+    potentials, dftjax's, can evaluate it).
+    """
     key = name.strip().lower()
     if key not in PRETRAINED:
         raise ValueError(f"unknown pretrained functional {name!r}; available: {sorted(PRETRAINED)}")
-    params, config, _ = load_model(os.path.join(MODELS_DIR, PRETRAINED[key]))
-    return make_neural_mgga(config=dataclasses.replace(config, name=key), params=params)
+    return model_from_file(os.path.join(MODELS_DIR, PRETRAINED[key]), name=key)
+
+
+def model_from_file(path: str, name: str | None = None) -> Functional:
+    """The functional stored in ``path`` by :func:`save_model` (either architecture), named ``name``."""
+    params, config, _ = load_model(path)
+    if isinstance(config, NeuralLocalHybridConfig):
+        semilocal = config.semilocal if name is None else dataclasses.replace(config.semilocal, name=name)
+        return make_neural_local_hybrid(config=dataclasses.replace(config, semilocal=semilocal), params=params)
+    return make_neural_mgga(config=config if name is None else dataclasses.replace(config, name=name), params=params)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -363,6 +421,14 @@ class NeuralLocalHybridConfig:
     max_fraction: float = 0.5
     initial_logit: float = -3.0
 
+    def __post_init__(self):
+        if not isinstance(self.semilocal, NeuralMGGAConfig):
+            raise TypeError(f"semilocal must be a NeuralMGGAConfig; got {type(self.semilocal).__name__}")
+        if not self.hidden or any(int(h) < 1 for h in self.hidden):
+            raise ValueError(f"hidden widths must be positive integers; got {self.hidden!r}")
+        if not 0.0 < self.max_fraction <= 1.0:
+            raise ValueError(f"max_fraction must be in (0, 1]; got {self.max_fraction}")
+
 
 def init_local_hybrid_params(key: Array, config: NeuralLocalHybridConfig = NeuralLocalHybridConfig()) -> dict:
     """``{"exchange", "correlation", "mixing"}`` float64 parameters."""
@@ -374,6 +440,17 @@ def init_local_hybrid_params(key: Array, config: NeuralLocalHybridConfig = Neura
     return {**params, "mixing": mixing}
 
 
+def local_hybrid_params_from_mgga(mgga_params: dict, key: Array,
+                                  config: NeuralLocalHybridConfig = NeuralLocalHybridConfig()) -> dict:
+    """Local-hybrid parameters whose semilocal part is a trained meta-GGA's (e.g. ``dftjax:nn-mgga``)
+    and whose mixing MLP is freshly initialised (``a = max_fraction sigmoid(initial_logit)``
+    everywhere). ``config.semilocal`` must be the meta-GGA's architecture."""
+    if set(mgga_params) != _PARAM_GROUPS["mgga"]:
+        raise ValueError(f"expected meta-GGA parameters {sorted(_PARAM_GROUPS['mgga'])}; got {sorted(mgga_params)}")
+    mixing = init_local_hybrid_params(key, config)["mixing"]
+    return {"exchange": mgga_params["exchange"], "correlation": mgga_params["correlation"], "mixing": mixing}
+
+
 def neural_local_hybrid_energy_density(config: NeuralLocalHybridConfig = NeuralLocalHybridConfig()):
     """``(params, features, exact_exchange) -> (n,)``: a local hybrid on the neural meta-GGA.
 
@@ -383,8 +460,8 @@ def neural_local_hybrid_energy_density(config: NeuralLocalHybridConfig = NeuralL
     exact-exchange energy density enters as a DM21-style feature (its ratio to LDA exchange,
     bounded by ``x / (1 + |x|)``) and as the mixed-in energy. The SCF needs, per grid point, the
     Coulomb potentials ``A(r)`` of AO products (``(n, nao, nao)``; PySCF ``int1e_grids``), and
-    the functional must receive ``exact_exchange`` computed from the current density matrix: the
-    change to ``dftjax.fock.xc_energy`` described in ``functionals/models/README.md``.
+    the functional must receive ``exact_exchange`` computed from the current density matrix
+    (:class:`NonlocalFunctional`; ``dftjax.system.build_system`` and ``dftjax.fock.xc_energy`` do both).
     """
     exchange = _exchange_channel
     semilocal = neural_mgga_energy_density(config.semilocal)

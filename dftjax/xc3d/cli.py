@@ -48,11 +48,18 @@ def cmd_data_make(args) -> dict:
     return {"basis": payload["basis"], "out": args.out, "systems": systems, "table": "\n".join(lines)}
 
 
+#: ``--model`` choices of ``dftjax train xc3d``.
+MODELS = ("nn-mgga", "nn-local-hybrid")
+
+
 def add_xc3d(train_subparsers) -> None:
     """Add the ``xc3d`` subcommand to the subparsers of ``train``."""
     from dftjax.xc3d.data import DATA_DIR, TRAINING, TRAINING_ATOMS
 
-    p = train_subparsers.add_parser("xc3d", help="neural meta-GGA trained through the 3D SCF on CCSD(T) data")
+    p = train_subparsers.add_parser("xc3d", help="neural XC functional trained through the 3D SCF on CCSD(T) data")
+    p.add_argument("--model", choices=list(MODELS), default="nn-mgga",
+                   help="nn-mgga: neural meta-GGA (default); nn-local-hybrid: the neural meta-GGA with a learned "
+                        "local fraction of exact exchange (nonlocal ingredient, implicit adjoint only)")
     p.add_argument("--train", default=",".join([s.name for s in TRAINING] + list(TRAINING_ATOMS)),
                    help="comma-separated training systems (molecules and the atoms of their atomization energies)")
     p.add_argument("--validation", default="N2,CO",
@@ -68,10 +75,16 @@ def add_xc3d(train_subparsers) -> None:
     p.add_argument("--grid-level", type=int, default=1)
     p.add_argument("--hidden", default="16,16", help="hidden widths of the MLPs (default 16,16)")
     p.add_argument("--bound", type=float, default=0.5, help="bound b on the enhancement corrections")
+    p.add_argument("--mixing-hidden", default="8", help="nn-local-hybrid: hidden widths of the mixing MLP (default 8)")
+    p.add_argument("--max-fraction", type=float, default=0.5,
+                   help="nn-local-hybrid: upper bound of the local exact-exchange fraction (default 0.5)")
+    p.add_argument("--initial-logit", type=float, default=-3.0,
+                   help="nn-local-hybrid: initial mixing logit, fraction max_fraction*sigmoid(logit) (default -3)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init", default=None,
                    help="start from these weights: a shipped name (dftjax:nn-mgga) or a .npz written by --out; "
-                        "its architecture replaces --hidden/--bound (default: untrained, = PBE)")
+                        "its architecture replaces --hidden/--bound (default: untrained, = PBE). With "
+                        "--model nn-local-hybrid a meta-GGA initialises the semilocal part (mixing MLP fresh)")
     p.add_argument("--validate-every", type=int, default=5)
     p.add_argument("--checkpoint-dir", default=None, help="checkpoint every --checkpoint-every steps; resume")
     p.add_argument("--checkpoint-every", type=int, default=1)
@@ -106,8 +119,8 @@ def cmd_train_xc3d(args) -> dict:
 
     from dftjax.xc3d.data import ALL_SYSTEMS, load_reference
     from dftjax.xc3d.train import XC3DOptions, train
-    from functionals.neural_xc import (MODELS_DIR, PRETRAINED, NeuralMGGAConfig, load_model, make_neural_mgga,
-                                       save_model)
+    from functionals.neural_xc import (MODELS_DIR, PRETRAINED, NeuralLocalHybridConfig, NeuralMGGAConfig, load_model,
+                                       make_neural_local_hybrid, make_neural_mgga, save_model)
 
     train_names = _names(args.train)
     validation_names = _names(args.validation)
@@ -132,7 +145,7 @@ def cmd_train_xc3d(args) -> dict:
         elif not args.init.endswith(".npz"):
             raise ValueError(f"--init must be one of {sorted(PRETRAINED)} or a .npz file; got {args.init!r}")
         init_params, config, _ = load_model(path)
-        hidden = tuple(config.hidden)
+    config, init_params = _model_config(args, config, init_params)
     if args.out and not args.out.endswith(".npz"):
         raise ValueError(f"--out must be a .npz file; got {args.out!r}")
     if args.devices < 0:
@@ -153,7 +166,10 @@ def cmd_train_xc3d(args) -> dict:
         if args.devices > len(devices):
             raise ValueError(f"--devices {args.devices} but only {len(devices)} local devices")
         devices = devices[:args.devices]
-    functional = make_neural_mgga(jax.random.PRNGKey(args.seed), config, params=init_params)
+    if isinstance(config, NeuralLocalHybridConfig):
+        functional = make_neural_local_hybrid(jax.random.PRNGKey(args.seed), config, params=init_params)
+    else:
+        functional = make_neural_mgga(jax.random.PRNGKey(args.seed), config, params=init_params)
     state, history = train(functional.params, functional, {n: refs[n] for n in train_names}, options,
                            validation_refs={n: refs[n] for n in validation_names},
                            checkpoint_dir=args.checkpoint_dir, devices=devices)
@@ -163,12 +179,12 @@ def cmd_train_xc3d(args) -> dict:
         "basis": basis, "adjoint": args.adjoint, "steps": int(state.step), "best_step": int(state.best_step),
         "best_validation": best_validation if np.isfinite(best_validation) else None, "final_loss": float(state.loss),
         "train": train_names, "validation": validation_names, "devices": len(devices),
-        "history": history, "config": {"hidden": list(hidden), "bound": config.bound},
-        "init": args.init,
+        "history": history, "model": args.model, "config": _config_summary(config), "init": args.init,
     }
     if args.out:
         metadata = {k: result[k] for k in ("basis", "adjoint", "steps", "best_step", "best_validation", "train",
                                            "validation")}
+        metadata["model"] = args.model
         metadata["grid_level"] = args.grid_level
         metadata["init"] = args.init
         metadata["learning_rate"] = args.learning_rate
@@ -176,7 +192,7 @@ def cmd_train_xc3d(args) -> dict:
                                     "density": args.density_weight}
         save_model(args.out, state.best_params, config, metadata)
         result["out"] = os.path.abspath(args.out)
-    lines = [f"xc3d: {result['steps']} Adam steps ({args.adjoint} adjoint, {basis}), best step "
+    lines = [f"xc3d {args.model}: {result['steps']} Adam steps ({args.adjoint} adjoint, {basis}), best step "
              f"{result['best_step']} (validation loss {best_validation:.4e})",
              f"{'step':>5} {'loss':>12} {'validation':>12} {'time s':>8}"]
     for i, (loss, val, t) in enumerate(zip(history["loss"], history["validation"], history["time_s"])):
@@ -185,6 +201,47 @@ def cmd_train_xc3d(args) -> dict:
         lines.append(f"weights: {result['out']}")
     result["table"] = "\n".join(lines)
     return result
+
+
+def _model_config(args, config, init_params):
+    """``(config, init_params)`` of ``--model`` from the meta-GGA or stored config of ``--init``.
+
+    nn-mgga: a local-hybrid ``--init`` is an error. nn-local-hybrid: a meta-GGA ``--init`` (or
+    none) gives the semilocal part (its architecture, its weights) and a fresh mixing MLP from
+    ``--mixing-hidden``/``--max-fraction``/``--initial-logit``/``--seed``; a local-hybrid
+    ``--init`` is taken whole.
+    """
+    import jax
+
+    from functionals.neural_xc import NeuralLocalHybridConfig, local_hybrid_params_from_mgga
+
+    if args.model == "nn-mgga":
+        if isinstance(config, NeuralLocalHybridConfig):
+            raise ValueError(f"--init {args.init!r} is a local hybrid; use --model nn-local-hybrid")
+        return config, init_params
+    if args.adjoint != "implicit":
+        raise ValueError("--model nn-local-hybrid needs --adjoint implicit (the unrolled adjoint rebuilds the "
+                         "system without the grid Coulomb potentials of its exact-exchange energy density)")
+    if isinstance(config, NeuralLocalHybridConfig):
+        return config, init_params
+    try:
+        mixing_hidden = tuple(int(h) for h in _names(args.mixing_hidden))
+    except ValueError as err:
+        raise ValueError(f"--mixing-hidden must be comma-separated integers; got {args.mixing_hidden!r}") from err
+    import dataclasses
+
+    hybrid = NeuralLocalHybridConfig(semilocal=dataclasses.replace(config, name="dftjax:nn-local-hybrid"),
+                                     hidden=mixing_hidden, max_fraction=args.max_fraction,
+                                     initial_logit=args.initial_logit)
+    if init_params is not None:
+        init_params = local_hybrid_params_from_mgga(init_params, jax.random.PRNGKey(args.seed), hybrid)
+    return hybrid, init_params
+
+
+def _config_summary(config) -> dict:
+    import dataclasses
+
+    return dataclasses.asdict(config)
 
 
 def _export(args, config, train_names, validation_names) -> dict:
@@ -202,10 +259,10 @@ def _export(args, config, train_names, validation_names) -> dict:
         raise ValueError(f"no checkpoint in {args.checkpoint_dir!r}")
     _, basis = load_reference(args.data_dir, train_names[:1])
     best_validation = float(state.best_validation)
-    metadata = {"basis": basis, "adjoint": args.adjoint, "steps": int(state.step), "best_step": int(state.best_step),
+    metadata = {"model": args.model, "basis": basis, "adjoint": args.adjoint, "steps": int(state.step), "best_step": int(state.best_step),
                 "best_validation": best_validation if np.isfinite(best_validation) else None,
                 "train": train_names, "validation": validation_names, "grid_level": args.grid_level,
-                "learning_rate": args.learning_rate,
+                "init": args.init, "learning_rate": args.learning_rate,
                 "loss_weights": {"energy": args.energy_weight, "atomization": args.atomization_weight,
                                  "density": args.density_weight}}
     save_model(args.out, state.best_params, config, metadata)

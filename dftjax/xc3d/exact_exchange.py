@@ -5,10 +5,11 @@ on grid points (PySCF ``int1e_grids``; not differentiable in the nuclear positio
 :func:`functionals.neural_xc.exact_exchange_energy_density` builds the per-spin HF exchange energy
 density that DM21-style functionals (Kirkpatrick et al., Science 374, 1385 (2021)) read, and
 :func:`local_hybrid_xc_energy` the XC energy of the neural local hybrid at a density matrix. Its
-``jax.grad`` with respect to the density matrix is the XC Fock matrix, so an SCF can use it once
-``dftjax.fock.xc_energy`` passes these potentials to the functional (see
-``functionals/models/README.md``, "nonlocal model"); until then the model is evaluated and
-differentiated at given densities only.
+``jax.grad`` with respect to the density matrix is the XC Fock matrix: :func:`dftjax.system.build_system`
+stores ``A`` on the SCF grid (``KSSystem.grid_coulomb``) for functionals with ``needs_grid_coulomb``
+and ``dftjax.fock.xc_energy`` passes it with the density matrix to the functional, so
+``dftjax scf --xc dftjax:nn-local-hybrid`` and the trainer run it self-consistently (see
+``functionals/models/README.md``).
 
 Cost: ``A`` takes ``n_grid * nao^2`` doubles (10^4 points, 26 AOs: 54 MB) and each evaluation an
 ``n_grid * nao^2`` contraction per spin, like a semilocal functional's AO work times ``nao``.

@@ -36,7 +36,9 @@ from the converged density, so the SCF inside takes 1-2 iterations), summed:
 ``dL/dtheta = sum_m c_m . d(E_m, D_m)/dtheta``. With ``density_weight = 0`` step (3) is
 ``dE_m/dtheta`` at the converged density with no density response (the energy is stationary in
 the orbitals), compiled without the SCF loop or GMRES; equal to the full reverse pass (slow
-test). The shipped ``dftjax:nn-mgga`` was trained this way (``functionals/models/README.md``).
+test). The shipped ``dftjax:nn-mgga`` and ``dftjax:nn-local-hybrid`` (``--model nn-local-hybrid``,
+the nonlocal model, whose system carries the grid Coulomb potentials of its exact-exchange energy
+density; implicit adjoint only) were trained this way (``functionals/models/README.md``).
 **Data parallelism**: system ``m`` runs on local
 device ``m mod n_devices`` (its parameters are placed there; JAX dispatches the jitted calls
 asynchronously, so the devices work concurrently) and the per-system results are gathered to the
@@ -62,12 +64,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from basis.grids import make_grid, pyscf_grid
 from dftjax import adjoint, ksr
 from dftjax.adjoint import ADJOINTS, make_scf_function
 from dftjax.scf import initial_density
 from dftjax.system import KSSystem, SCFOptions, build_system, check_options
-from dftjax.xc3d.exact_exchange import grid_coulomb_potentials
 from dftjax.xc3d.data import ORIENTATION_DEGENERATE, Reference, atom_key
 
 CHECKPOINT_NAME = "xc3d_checkpoint.pkl"
@@ -168,22 +168,13 @@ def system_for(molecule, scf_options: SCFOptions, functional, basis=None) -> KSS
     """:func:`dftjax.system.build_system` for ``functional`` (which need not be registered by name).
 
     For a nonlocal functional (``needs_grid_coulomb``, e.g.
-    :func:`functionals.neural_xc.make_neural_local_hybrid`) the Coulomb potentials of AO products
-    on the same grid points are added (:func:`dftjax.xc3d.exact_exchange.grid_coulomb_potentials`),
-    which :func:`dftjax.fock.xc_energy` turns into the exact-exchange energy density of each SCF
+    :func:`functionals.neural_xc.make_neural_local_hybrid`) the system carries the Coulomb
+    potentials of AO products on the same grid points
+    (:func:`dftjax.xc3d.exact_exchange.grid_coulomb_potentials`), which
+    :func:`dftjax.fock.xc_energy` turns into the exact-exchange energy density of each SCF
     density matrix.
     """
-    system = build_system(molecule, scf_options, basis=basis)
-    if getattr(functional, "needs_grid_coulomb", False):
-        if scf_options.shard_grid and len(jax.local_devices()) > 1:
-            raise ValueError(f"{functional.name}: nonlocal functionals need shard_grid=False")
-        grid = (pyscf_grid(molecule, scf_options.grid_level) if scf_options.pyscf_grids
-                else make_grid(molecule, scf_options.grid_level))
-        if len(grid.weights) != system.weights.shape[0]:
-            raise ValueError("grid of the Coulomb potentials differs from the SCF grid")
-        potentials = grid_coulomb_potentials(molecule.to_pyscf(basis=scf_options.basis), np.asarray(grid.points))
-        system = system._replace(grid_coulomb=jnp.asarray(potentials))
-    return system
+    return build_system(molecule, scf_options, basis=basis, functional=functional)
 
 
 def converge(molecule, scf_options: SCFOptions, functional, params=None, *, response_tol: float = 1e-7):

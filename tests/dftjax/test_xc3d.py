@@ -117,6 +117,15 @@ def test_cli_rejects_bad_input_before_heavy_work(capsys):
     assert "--init must be one of" in capsys.readouterr().err
     assert main(["train", "xc3d", "--init", "/nonexistent/model.npz"]) == 2
     assert "not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # argparse: unknown --model, before anything is built
+        main(["train", "xc3d", "--model", "nn-gga"])
+    assert exit_info.value.code == 2 and "invalid choice: 'nn-gga'" in capsys.readouterr().err
+    assert main(["train", "xc3d", "--model", "nn-local-hybrid", "--adjoint", "unrolled"]) == 2
+    assert "needs --adjoint implicit" in capsys.readouterr().err
+    assert main(["train", "xc3d", "--model", "nn-local-hybrid", "--mixing-hidden", "x"]) == 2
+    assert main(["train", "xc3d", "--model", "nn-local-hybrid", "--max-fraction", "2"]) == 2
+    assert main(["train", "xc3d", "--init", "dftjax:nn-local-hybrid"]) == 2  # a local hybrid, --model nn-mgga
+    assert "use --model nn-local-hybrid" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------------------------
@@ -284,6 +293,71 @@ def test_shipped_nn_mgga_runs_in_dftjax_scf_and_the_pyscf_plugin(capsys):
     # a trained correction moves the energy away from PBE, but by less than its bound (|F| <= 0.5 of
     # E_xc ~ -0.65 Ha for H2)
     assert 1e-5 < abs(energy - pbe.kernel()) < 0.3
+
+
+def test_shipped_local_hybrid_runs_in_dftjax_scf_by_name(capsys):
+    """``dftjax scf --xc dftjax:nn-local-hybrid`` (H2, STO-3G, grid level 0): converged, finite; the
+    PySCF plugin and --forces refuse it with a clear message."""
+    from pyscf import dft, gto
+
+    from dftjax import pyscf_plugin
+    from dftjax.cli import main
+
+    atom = "H 0 0 0; H 0 0 0.74"
+    assert main(["scf", "--atom", atom, "--basis", "sto-3g", "--xc", "dftjax:nn-local-hybrid", "--grid-level", "0",
+                 "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["converged"] and np.isfinite(result["energy"])
+    # the exact exchange is mixed in locally (inside E_xc), not as a global tr(D K)
+    assert result["energy_parts"]["exchange"] == 0.0 and result["energy_parts"]["xc"] < -0.3
+    assert -1.25 < result["energy"] < -1.05  # H2/STO-3G: PBE -1.15, HF -1.12 Ha
+    with pytest.raises(ValueError, match="exact-exchange energy density"):
+        pyscf_plugin.apply(dft.RKS(gto.M(atom=atom, basis="sto-3g", verbose=0)), "dftjax:nn-local-hybrid")
+    assert main(["scf", "--atom", atom, "--basis", "sto-3g", "--xc", "dftjax:nn-local-hybrid", "--forces"]) == 2
+    assert "--forces is not available" in capsys.readouterr().err
+    assert main(["opt", "--atom", atom, "--basis", "sto-3g", "--xc", "dftjax:nn-local-hybrid"]) == 2
+    assert "dftjax opt is not available" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_local_hybrid_energy_only_gradient_matches_finite_differences():
+    """The trainer's energies-only reverse pass (dE/dtheta at the converged density, no density
+    response) for the nonlocal model equals central differences of self-consistent losses."""
+    import jax
+
+    from dftjax.xc3d.data import ALL_SYSTEMS, Reference, ccsd_t_reference
+    from dftjax.xc3d.train import XC3DOptions, evaluate_systems, loss_from_values, loss_gradient, make_problem
+    from functionals.neural_xc import NeuralLocalHybridConfig, NeuralMGGAConfig, make_neural_local_hybrid
+
+    refs = {}
+    for name in ("H2", "H"):
+        system = ALL_SYSTEMS[name]
+        e, dm = ccsd_t_reference(system, "sto-3g")
+        refs[name] = Reference(name=name, atom=system.atom, spin=system.spin, charge=0, subset=system.subset,
+                               energy=e["e_ccsd_t"], atomization_energy=None, dm=dm, elements=system.elements)
+    config = NeuralLocalHybridConfig(semilocal=NeuralMGGAConfig(hidden=(4,)), hidden=(3,), initial_logit=-1.0)
+    xc = make_neural_local_hybrid(jax.random.PRNGKey(0), config)
+    params = jax.tree_util.tree_map(lambda x: x + 0.1, xc.params)  # every layer active
+    options = XC3DOptions(basis="sto-3g", grid_level=0, density_weight=0.0, conv_tol=1e-11)
+    problems = [make_problem(r, xc, options) for r in refs.values()]
+    values, dms = evaluate_systems(problems, params, {})
+    _, cotangents, _ = loss_from_values(values, refs, options)
+    gradient = loss_gradient(problems, params, dms, cotangents)
+    assert np.abs(np.asarray(gradient["mixing"]["params"]["Dense_1"]["kernel"])).max() > 0
+    leaves, tree = jax.tree_util.tree_flatten(params)
+    keys = jax.random.split(jax.random.PRNGKey(1), len(leaves))
+    direction = jax.tree_util.tree_unflatten(tree, [jax.random.normal(k, x.shape) for k, x in zip(keys, leaves)])
+
+    def loss_at(t):
+        p = jax.tree_util.tree_map(lambda x, d: x + t * d, params, direction)
+        return loss_from_values(evaluate_systems(problems, p, dms)[0], refs, options)[0]
+
+    h = 1e-4
+    fd = (loss_at(h) - loss_at(-h)) / (2 * h)
+    directional = sum(float(np.sum(g * np.asarray(d))) for g, d in zip(jax.tree_util.tree_leaves(gradient),
+                                                                       jax.tree_util.tree_leaves(direction)))
+    # SCFs converged to 1e-11 Ha from the converged densities; O(h^2) ~ 1e-8 relative
+    assert directional == pytest.approx(fd, rel=1e-5)
 
 
 @pytest.mark.slow

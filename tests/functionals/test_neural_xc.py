@@ -179,3 +179,50 @@ def test_registry_loads_the_shipped_model():
     assert all(np.all(np.isfinite(g)) for g in jax.tree_util.tree_leaves(grads))
     _, _, metadata = load_model(os.path.join(MODELS_DIR, PRETRAINED["dftjax:nn-mgga"]))
     assert metadata["basis"] == "6-31g" and metadata["steps"] >= 1 and metadata["train"]
+
+
+def test_local_hybrid_save_and_load_round_trip(tmp_path):
+    """The local hybrid's config (nested NeuralMGGAConfig) and all three parameter groups survive the
+    .npz round trip, and the reloaded model gives the same energy density bit for bit."""
+    from functionals.neural_xc import (NeuralLocalHybridConfig, init_local_hybrid_params,
+                                       local_hybrid_params_from_mgga, model_from_file,
+                                       neural_local_hybrid_energy_density)
+
+    config = NeuralLocalHybridConfig(semilocal=CONFIG, hidden=(4, 3), max_fraction=0.4, initial_logit=-2.0)
+    params = jax.tree_util.tree_map(lambda x: x + 0.1, init_local_hybrid_params(jax.random.PRNGKey(2), config))
+    path = str(tmp_path / "hybrid.npz")
+    save_model(path, params, config, {"note": "hybrid"})
+    loaded, loaded_config, metadata = load_model(path)
+    assert loaded_config == config and isinstance(loaded_config.semilocal, NeuralMGGAConfig)
+    assert metadata == {"note": "hybrid"} and set(loaded) == {"exchange", "correlation", "mixing"}
+    f = _random_features()
+    exx = -jnp.abs(jnp.asarray(np.random.default_rng(3).normal(size=(2, 40)))) * f.rho
+    e = neural_local_hybrid_energy_density(config)
+    np.testing.assert_array_equal(e(loaded, f, exx), e(params, f, exx))
+    assert model_from_file(path, name="x").name == "x"
+    # a meta-GGA file still loads as a meta-GGA (files written before local hybrids have no tag)
+    save_model(str(tmp_path / "mgga.npz"), _perturbed()[1], CONFIG)
+    assert isinstance(load_model(str(tmp_path / "mgga.npz"))[1], NeuralMGGAConfig)
+    # semilocal part from a meta-GGA, fresh mixing MLP
+    mgga = _perturbed()[1]
+    hybrid = local_hybrid_params_from_mgga(mgga, jax.random.PRNGKey(0), config)
+    assert hybrid["exchange"] is mgga["exchange"] and hybrid["correlation"] is mgga["correlation"]
+    with pytest.raises(ValueError, match="max_fraction"):
+        NeuralLocalHybridConfig(max_fraction=0.0)
+
+
+def test_registry_loads_the_shipped_local_hybrid():
+    """``dftjax:nn-local-hybrid`` is a nonlocal functional: it loads by name, refuses pointwise use,
+    and PySCF's plugin rejects it with a clear message."""
+    from functionals.neural_xc import NeuralLocalHybridConfig
+
+    path = os.path.join(MODELS_DIR, PRETRAINED["dftjax:nn-local-hybrid"])
+    assert os.path.exists(path), "trained weights not shipped"
+    xc = get_functional("dftjax:nn-local-hybrid")
+    assert xc.name == "dftjax:nn-local-hybrid" and xc.needs_grid_coulomb and not xc.is_hybrid
+    assert set(xc.params) == {"exchange", "correlation", "mixing"}
+    with pytest.raises(ValueError, match="nonlocal"):
+        xc(_random_features())
+    params, config, metadata = load_model(path)
+    assert isinstance(config, NeuralLocalHybridConfig)
+    assert metadata["basis"] == "6-31g" and metadata["train"] and metadata.get("model") == "nn-local-hybrid"
