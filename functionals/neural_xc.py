@@ -353,7 +353,8 @@ def load_model(path: str) -> tuple[dict, "NeuralMGGAConfig | NeuralLocalHybridCo
 MODELS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models")
 
 #: Registered names -> shipped weight files in :data:`MODELS_DIR`.
-PRETRAINED = {"dftjax:nn-mgga": "nn_mgga.npz", "dftjax:nn-local-hybrid": "nn_local_hybrid.npz"}
+PRETRAINED = {"dftjax:nn-mgga": "nn_mgga.npz", "dftjax:nn-mgga-density": "nn_mgga_density.npz",
+              "dftjax:nn-local-hybrid": "nn_local_hybrid.npz"}
 
 
 def load_pretrained(name: str = "dftjax:nn-mgga") -> Functional:

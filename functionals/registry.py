@@ -130,7 +130,7 @@ ALIASES: dict[str, str] = {
 
 #: Shipped pretrained neural functionals (functionals/models; functionals.neural_xc), recognised
 #: by their full name only (not inside linear combinations).
-PRETRAINED_MODELS = ("dftjax:nn-mgga", "dftjax:nn-local-hybrid")
+PRETRAINED_MODELS = ("dftjax:nn-mgga", "dftjax:nn-mgga-density", "dftjax:nn-local-hybrid")
 
 # PySCF spells some names with a dash, which the term splitter would read as a minus sign.
 _NAMES_WITH_DASH = {"CAM-B3LYP": "CAMB3LYP", "SR-HF": "SR_HF", "LR-HF": "LR_HF"}

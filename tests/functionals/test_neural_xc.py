@@ -158,17 +158,18 @@ def test_load_rejects_bad_files(tmp_path):
         NeuralMGGAConfig(bound=1.5)
 
 
-def test_registry_loads_the_shipped_model():
-    assert os.path.exists(os.path.join(MODELS_DIR, PRETRAINED["dftjax:nn-mgga"])), "trained weights not shipped"
-    xc = get_functional("dftjax:nn-mgga")
-    assert xc.kind == "mgga" and not xc.is_hybrid and xc.name == "dftjax:nn-mgga"
+@pytest.mark.parametrize("name", ["dftjax:nn-mgga", "dftjax:nn-mgga-density"])
+def test_registry_loads_the_shipped_model(name):
+    assert os.path.exists(os.path.join(MODELS_DIR, PRETRAINED[name])), "trained weights not shipped"
+    xc = get_functional(name)
+    assert xc.kind == "mgga" and not xc.is_hybrid and xc.name == name
     f = _random_features()
     e = xc(f)
     assert np.all(np.isfinite(e))
     # trained: it is not PBE any more, but stays within the bounded correction of it
     ratio = e / get_functional("pbe")(f)
     assert np.max(np.abs(ratio - 1)) > 0 and np.all(np.abs(ratio - 1) <= 1.0)
-    assert get_functional("DFTJAX:NN-MGGA").name == "dftjax:nn-mgga"
+    assert get_functional(name.upper()).name == name
     # the shipped weights at zero density, zero gradient and full polarisation (issue 7, point 6)
     rho = jnp.array([[0.0, 0.0, 1e-30, 0.3], [0.0, 0.2, 0.0, 0.0]])
     sigma = jnp.array([[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [0.0, 0.01, 0.0, 0.0]])
@@ -177,8 +178,10 @@ def test_registry_loads_the_shipped_model():
     assert float(xc(zero)[0]) == 0.0
     grads = jax.grad(lambda p, f: jnp.sum(xc(f, p)), argnums=(0, 1))(xc.params, zero)
     assert all(np.all(np.isfinite(g)) for g in jax.tree_util.tree_leaves(grads))
-    _, _, metadata = load_model(os.path.join(MODELS_DIR, PRETRAINED["dftjax:nn-mgga"]))
+    _, _, metadata = load_model(os.path.join(MODELS_DIR, PRETRAINED[name]))
     assert metadata["basis"] == "6-31g" and metadata["steps"] >= 1 and metadata["train"]
+    if name == "dftjax:nn-mgga-density":  # trained on densities too, from the energies-only model
+        assert metadata["loss_weights"]["density"] > 0 and metadata["init"] == "dftjax:nn-mgga"
 
 
 def test_local_hybrid_save_and_load_round_trip(tmp_path):
