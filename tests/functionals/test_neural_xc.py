@@ -229,3 +229,18 @@ def test_registry_loads_the_shipped_local_hybrid():
     params, config, metadata = load_model(path)
     assert isinstance(config, NeuralLocalHybridConfig)
     assert metadata["basis"] == "6-31g" and metadata["train"] and metadata.get("model") == "nn-local-hybrid"
+
+
+def test_shipped_local_hybrid_is_finite_at_zero_density():
+    """Issue 7, point 6 for the nonlocal model: values and gradients (parameters, features and the
+    exact-exchange energy density) finite at zero density, zero gradient and full polarisation."""
+    xc = get_functional("dftjax:nn-local-hybrid")
+    rho = jnp.array([[0.0, 0.0, 1e-30, 0.3], [0.0, 0.2, 0.0, 0.0]])
+    sigma = jnp.array([[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [0.0, 0.01, 0.0, 0.0]])
+    tau = jnp.array([[0.0, 0.0, 0.0, 0.1], [0.0, 0.05, 0.0, 0.0]])
+    exact = jnp.array([[0.0, 0.0, 0.0, -0.2], [0.0, -0.1, 0.0, 0.0]])
+    zero = unrestricted_features(rho, sigma, tau)
+    e = xc.energy_density(xc.params, zero, exact)
+    assert np.all(np.isfinite(e)) and float(e[0]) == 0.0
+    grads = jax.grad(lambda p, f, x: jnp.sum(xc.energy_density(p, f, x)), argnums=(0, 1, 2))(xc.params, zero, exact)
+    assert all(np.all(np.isfinite(g)) for g in jax.tree_util.tree_leaves(grads))
