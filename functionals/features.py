@@ -93,6 +93,31 @@ class RestrictedFeatures(NamedTuple):
         return restricted_features(self.rho, self.sigma, self.tau, self.lapl)
 
 
+class NonlocalFeatures(NamedTuple):
+    """Semilocal features plus a nonlocal ingredient: the per-spin exact-exchange energy density.
+
+    What a DM21-style functional (Kirkpatrick et al., Science 374, 1385 (2021)) reads, with the same
+    ``energy_density(params, features)`` signature as every other functional. A Kohn-Sham solver
+    builds it for functionals with ``needs_grid_coulomb`` (``dftjax.fock.xc_energy``).
+
+    Attributes:
+        semilocal: :class:`Features` or :class:`RestrictedFeatures` of the density.
+        exact_exchange: (2, n) ``e_x,s^HF(r)`` (hartree/bohr^3) of the current density matrix
+            (``functionals.neural_xc.exact_exchange_energy_density``).
+    """
+
+    semilocal: Features | RestrictedFeatures
+    exact_exchange: Array
+
+    @property
+    def n_points(self) -> int:
+        return self.semilocal.n_points
+
+    @property
+    def total_density(self) -> Array:
+        return self.semilocal.total_density
+
+
 def closed_shell_features(rho: Array, sigma: Array | None = None, tau: Array | None = None,
                           lapl: Array | None = None) -> RestrictedFeatures:
     """:class:`RestrictedFeatures` from total-density arrays, zeros for those not given.

@@ -69,7 +69,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from functionals import gga
-from functionals.features import Features, RestrictedFeatures
+from functionals.features import Features, NonlocalFeatures, RestrictedFeatures
 from functionals.functional import Functional
 from functionals.safe_math import DENSITY_THRESHOLD, ZETA_THRESHOLD, nonnegative, safe_pow, spin_fractions
 
@@ -453,11 +453,11 @@ def local_hybrid_params_from_mgga(mgga_params: dict, key: Array,
 
 
 def neural_local_hybrid_energy_density(config: NeuralLocalHybridConfig = NeuralLocalHybridConfig()):
-    """``(params, features, exact_exchange) -> (n,)``: a local hybrid on the neural meta-GGA.
+    """``(params, features: NonlocalFeatures) -> (n,)``: a local hybrid on the neural meta-GGA.
 
     ``e = sum_s [(1 - a_s) e_x,s^NN + a_s e_x,s^HF] + e_c^NN``, ``a_s = a_max sigmoid(MLP(s^2/(1+s^2),
     beta, e_x,s^HF / e_x,s^LDA))`` per spin channel (evaluated on ``2 rho_s``, so exchange keeps the
-    exact spin scaling); ``exact_exchange`` (2, n) from :func:`exact_exchange_energy_density`. The
+    exact spin scaling); ``features.exact_exchange`` (2, n) from :func:`exact_exchange_energy_density`. The
     exact-exchange energy density enters as a DM21-style feature (its ratio to LDA exchange,
     bounded by ``x / (1 + |x|)``) and as the mixed-in energy. The SCF needs, per grid point, the
     Coulomb potentials ``A(r)`` of AO products (``(n, nao, nao)``; PySCF ``int1e_grids``), and
@@ -470,7 +470,11 @@ def neural_local_hybrid_energy_density(config: NeuralLocalHybridConfig = NeuralL
     mixing_model = CorrectionMLP(hidden=tuple(config.hidden))
     bound = float(config.semilocal.bound)
 
-    def energy_density(params: Any, features: Features, exact_exchange: Array) -> Array:
+    def energy_density(params: Any, nonlocal_features: NonlocalFeatures) -> Array:
+        if not isinstance(nonlocal_features, NonlocalFeatures):
+            raise ValueError("the neural local hybrid reads the exact-exchange energy density: pass "
+                             "functionals.features.NonlocalFeatures(features, exact_exchange), not semilocal features")
+        features, exact_exchange = nonlocal_features
         if isinstance(features, RestrictedFeatures):
             features = features.split()
         total = semilocal(params, features)
@@ -497,25 +501,29 @@ class NonlocalFunctional(Functional):
     """A :class:`~functionals.functional.Functional` whose energy density also reads the per-spin
     exact-exchange energy density (a local hybrid, DM21-style).
 
-    ``energy_density(params, features, exact_exchange)`` takes a third argument, the (2, n)
-    :func:`exact_exchange_energy_density` of the current density matrix. A Kohn-Sham solver sees
-    ``needs_grid_coulomb`` and builds the (n_grid, nao, nao) Coulomb potentials of AO products on
-    its grid (``dftjax.system.build_system``), and ``dftjax.fock.xc_energy`` calls
-    :meth:`xc_energy` with the density matrix; the XC Fock matrix is its ``jax.grad``, as for
-    semilocal functionals. Calling it pointwise on features alone (PySCF's ``eval_xc``) is an error.
+    Same signature as every functional: ``energy_density(params, features)`` and
+    ``functional(features, params)``, with :class:`~functionals.features.NonlocalFeatures`
+    (semilocal features plus the (2, n) :func:`exact_exchange_energy_density` of the current
+    density matrix). A Kohn-Sham solver sees ``needs_grid_coulomb``, builds the (n_grid, nao, nao)
+    Coulomb potentials of AO products on its grid (``dftjax.system.build_system``), and
+    ``dftjax.fock.xc_energy`` calls :meth:`xc_energy` with the density matrix; the XC Fock matrix
+    is its ``jax.grad``, as for semilocal functionals. Semilocal features alone (PySCF's
+    ``eval_xc``) are refused with a clear error.
     """
 
     needs_grid_coulomb: bool = True
 
     def __call__(self, features, params: Any = None):
-        raise ValueError(f"{self.name} is nonlocal (it reads the exact-exchange energy density of the "
-                         "density matrix): evaluate it with xc_energy(...) inside a dftjax SCF, not on features")
+        if not isinstance(features, NonlocalFeatures):
+            raise ValueError(f"{self.name} is nonlocal (it reads the exact-exchange energy density of the "
+                             "density matrix): evaluate it on NonlocalFeatures or with xc_energy(...) inside a "
+                             "dftjax SCF, not on semilocal features")
+        return self.energy_density(self.params if params is None else params, features)
 
     def xc_energy(self, params: Any, features, weights: Array, ao: Array, dm: Array, grid_coulomb: Array) -> Array:
-        """``sum_g w_g e(params, features, e_x^HF[dm])`` (Ha); ``params`` None: the functional's own."""
+        """``sum_g w_g e(params, features + e_x^HF[dm])`` (Ha); ``params`` None: the functional's own."""
         exact_exchange = exact_exchange_energy_density(ao, dm, grid_coulomb)
-        params = self.params if params is None else params
-        return jnp.sum(weights * self.energy_density(params, features, exact_exchange))
+        return jnp.sum(weights * self(NonlocalFeatures(features, exact_exchange), params))
 
 
 def make_neural_local_hybrid(key: Array | None = None,

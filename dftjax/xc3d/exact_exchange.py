@@ -29,7 +29,7 @@ def grid_coulomb_potentials(mol, points: np.ndarray, chunk: int = 2048) -> np.nd
 
 
 def local_hybrid_xc_energy(energy_density, params, features, weights, ao, dm, potentials):
-    """``sum_g w_g e(params, features, e_x^HF[dm])`` (Ha) of a neural local hybrid at ``dm``.
+    """``sum_g w_g e(params, NonlocalFeatures(features, e_x^HF[dm]))`` (Ha) of a neural local hybrid at ``dm``.
 
     Args:
         energy_density: from :func:`functionals.neural_xc.neural_local_hybrid_energy_density`.
@@ -39,7 +39,8 @@ def local_hybrid_xc_energy(energy_density, params, features, weights, ao, dm, po
     """
     import jax.numpy as jnp
 
+    from functionals.features import NonlocalFeatures
     from functionals.neural_xc import exact_exchange_energy_density
 
     exx = exact_exchange_energy_density(ao, dm, potentials)
-    return jnp.sum(weights * energy_density(params, features, exx))
+    return jnp.sum(weights * energy_density(params, NonlocalFeatures(features, exx)))

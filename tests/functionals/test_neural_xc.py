@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from functionals import get_functional, restricted_features, unrestricted_features
+from functionals.features import NonlocalFeatures
 from functionals.neural_xc import (MODELS_DIR, PRETRAINED, NeuralMGGAConfig, load_model, make_neural_mgga,
                                    neural_exchange_energy_density, save_model)
 
@@ -201,7 +202,7 @@ def test_local_hybrid_save_and_load_round_trip(tmp_path):
     f = _random_features()
     exx = -jnp.abs(jnp.asarray(np.random.default_rng(3).normal(size=(2, 40)))) * f.rho
     e = neural_local_hybrid_energy_density(config)
-    np.testing.assert_array_equal(e(loaded, f, exx), e(params, f, exx))
+    np.testing.assert_array_equal(e(loaded, NonlocalFeatures(f, exx)), e(params, NonlocalFeatures(f, exx)))
     assert model_from_file(path, name="x").name == "x"
     # a meta-GGA file still loads as a meta-GGA (files written before local hybrids have no tag)
     save_model(str(tmp_path / "mgga.npz"), _perturbed()[1], CONFIG)
@@ -226,6 +227,9 @@ def test_registry_loads_the_shipped_local_hybrid():
     assert set(xc.params) == {"exchange", "correlation", "mixing"}
     with pytest.raises(ValueError, match="nonlocal"):
         xc(_random_features())
+    f = _random_features()
+    exx = -jnp.abs(jnp.asarray(np.random.default_rng(5).normal(size=(2, f.n_points)))) * f.rho
+    assert np.all(np.isfinite(xc(NonlocalFeatures(f, exx))))  # the analytic functionals' call
     params, config, metadata = load_model(path)
     assert isinstance(config, NeuralLocalHybridConfig)
     assert metadata["basis"] == "6-31g" and metadata["train"] and metadata.get("model") == "nn-local-hybrid"
@@ -240,7 +244,7 @@ def test_shipped_local_hybrid_is_finite_at_zero_density():
     tau = jnp.array([[0.0, 0.0, 0.0, 0.1], [0.0, 0.05, 0.0, 0.0]])
     exact = jnp.array([[0.0, 0.0, 0.0, -0.2], [0.0, -0.1, 0.0, 0.0]])
     zero = unrestricted_features(rho, sigma, tau)
-    e = xc.energy_density(xc.params, zero, exact)
+    e = xc(NonlocalFeatures(zero, exact))  # the same call as for any functional
     assert np.all(np.isfinite(e)) and float(e[0]) == 0.0
-    grads = jax.grad(lambda p, f, x: jnp.sum(xc.energy_density(p, f, x)), argnums=(0, 1, 2))(xc.params, zero, exact)
+    grads = jax.grad(lambda p, f: jnp.sum(xc(f, p)), argnums=(0, 1))(xc.params, NonlocalFeatures(zero, exact))
     assert all(np.all(np.isfinite(g)) for g in jax.tree_util.tree_leaves(grads))
