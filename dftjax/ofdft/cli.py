@@ -6,8 +6,9 @@ command; each subcommand's ``func(args)`` returns a dict (JSON fields) with a hu
     dftjax ofdft train --electrons 1 --size 100 --model krr --out krr.npz --json
     dftjax ofdft solve --potential "5,0.5,0.05;3,0.45,0.08;2,0.6,0.04" --electrons 1 --json
 
-Models for ``solve --model``: a shipped name (trained with M = 100: ``krr`` for N = 1..4,
-``nn-local`` for N = 1; a local network does not learn N >= 2, see README), the analytic ``vw``,
+Models for ``solve --model``: a shipped name (trained with M = 100: ``krr`` and the global neural
+``nn-global`` for N = 1..4, ``nn-local`` for N = 1; a local network does not learn N >= 2, see
+README), the analytic ``vw``,
 ``tfvw`` (lambda = 1), ``exact`` (the finite-difference Schroedinger equation), or a path to a file
 written by ``train`` (``nn-local``/``nn-conv``/``nn-global``, optionally on a ``-vw``/``-tfvw`` base;
 ``nn-global`` is an MLP of ``--modes`` cosine coefficients of the whole density, see

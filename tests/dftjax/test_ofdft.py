@@ -446,3 +446,19 @@ def test_global_functional_saves_loads_and_resumes(tmp_path, paper_n1):
     assert meta["n_electrons"] == 1 and loaded.module == resumed.module
     n = jnp.asarray(paper_n1.densities[50])
     assert float(neural.kinetic_energy(loaded, n)) == float(neural.kinetic_energy(resumed, n))
+
+
+@pytest.mark.parametrize("n_electrons", [
+    pytest.param(1, marks=pytest.mark.slow), 2, pytest.param(3, marks=pytest.mark.slow),
+    pytest.param(4, marks=pytest.mark.slow)])
+def test_shipped_global_models_solve_a_fresh_potential(n_electrons):
+    # the first of the benchmark's fresh test potentials (seed 2017), solved self-consistently
+    # with the shipped nn-global model (M = 100) through the CLI
+    wells = data1d.random_wells(1, seed=2017)[0]
+    text = ";".join(",".join(f"{x:.12g}" for x in well) for well in wells)
+    out = _ofdft_cli(["ofdft", "solve", "--potential", text, "--electrons", str(n_electrons),
+                      "--model", "nn-global", "--json"])
+    assert np.isfinite(out["energy"]) and len(out["density"]) == 500
+    assert "global" in out["method"]
+    # measured self-consistent max over the 200 first test potentials: 3e-4 (N = 1), 7.4 (N = 2)
+    assert abs(out["energy_error_kcal_per_mol"]) < 10.0
