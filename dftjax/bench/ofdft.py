@@ -114,7 +114,8 @@ def _box_rows(n_test: int, electrons, repeats: int, progress: bool) -> list[OFBe
         exact_s = _median_time(lambda: data1d.solve_box(test.potentials[:1], n), repeats)
         precond = solver.default_preconditioner(len(test.grid))
         start = jnp.asarray(test.densities.mean(axis=0))
-        models = ["krr", "tfvw"] + (["nn-local"] if (cli.MODELS_DIR / f"nn-local_n{n}_m100.npz").exists() else [])
+        models = ["krr", "tfvw"] + [name for name in ("nn-local", "nn-global")
+                                    if (cli.MODELS_DIR / f"{name}_n{n}_m100.npz").exists()]
         for name in models:
             if name == "krr":
                 _, model, meta = cli._load_model("krr", n)
@@ -130,8 +131,8 @@ def _box_rows(n_test: int, electrons, repeats: int, progress: bool) -> list[OFBe
                                                      0.02 / n, 100, max_distance)
                 batched = jax.jit(jax.vmap(krr_one))
                 solve_all = lambda v, batched=batched: batched(jnp.asarray(v))  # noqa: E731
-            elif name == "nn-local":
-                _, model, _ = cli._load_model("nn-local", n)
+            elif name.startswith("nn-"):
+                _, model, _ = cli._load_model(name, n)
                 kinetic_fn = functools.partial(neural.kinetic_energy, model)
             else:
                 def kinetic_fn(density):

@@ -6,7 +6,8 @@
   kinetic energies and functional derivatives from the finite-difference Schroedinger equation.
 * :mod:`dftjax.ofdft.krr`: kernel ridge regression T[n] (cross-validated), local PCA of the data
   manifold.
-* :mod:`dftjax.ofdft.neural`: Flax kinetic energy densities (local or convolutional), trained on
+* :mod:`dftjax.ofdft.neural`: Flax kinetic energy densities (local or convolutional) and a global
+  MLP of the cosine coefficients of the density (``nn-global``), trained on
   energies and functional derivatives (Meyer et al., JCTC 16, 5685 (2020)).
 * :mod:`dftjax.ofdft.solver`: direct minimisation at fixed N (sqrt parametrisation with optax
   L-BFGS; projected gradient descent on the KRR manifold).

@@ -183,6 +183,7 @@ def main(argv=None):
     parser.add_argument("--test", type=int, default=1000)
     parser.add_argument("--models", default="krr")
     parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--modes", type=int, default=40)
     parser.add_argument("--save-dir", default=None)
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
@@ -197,11 +198,13 @@ def main(argv=None):
             rows += run_krr(args.electrons, sizes, test, validation, args.save_dir)
         elif name.startswith("nn"):
             # nn-local, nn-conv, nn-local-vw, nn-conv-tfvw, ...
+            # nn-global[-vw]: the MLP of args.modes cosine coefficients of the density
             parts = name.split("-")
-            kernel = 1 if parts[1] == "local" else 9
+            kernel = 9 if parts[1] == "conv" else 1
             base = parts[2] if len(parts) > 2 else None
-            options = neural.NeuralOptions(kernel_size=kernel, base=base, steps=args.steps,
-                                           channels=(32, 32, 32) if kernel == 1 else (16, 16, 16))
+            channels = {"local": (32, 32, 32), "conv": (16, 16, 16), "global": (32, 32)}[parts[1]]
+            options = neural.NeuralOptions(kernel_size=kernel, base=base, steps=args.steps, channels=channels,
+                                           n_modes=args.modes if parts[1] == "global" else 0)
             rows += run_neural(args.electrons, sizes, test, options, name, args.save_dir)
         if args.out:
             atomic.write_json(args.out, rows, indent=1)

@@ -6,10 +6,13 @@ command; each subcommand's ``func(args)`` returns a dict (JSON fields) with a hu
     dftjax ofdft train --electrons 1 --size 100 --model krr --out krr.npz --json
     dftjax ofdft solve --potential "5,0.5,0.05;3,0.45,0.08;2,0.6,0.04" --electrons 1 --json
 
-Models for ``solve --model``: a shipped name (trained with M = 100: ``krr`` for N = 1..4,
-``nn-local`` for N = 1; a local network does not learn N >= 2, see README), the analytic ``vw``,
+Models for ``solve --model``: a shipped name (trained with M = 100: ``krr`` and the global neural
+``nn-global`` for N = 1..4, ``nn-local`` for N = 1; a local network does not learn N >= 2, see
+README), the analytic ``vw``,
 ``tfvw`` (lambda = 1), ``exact`` (the finite-difference Schroedinger equation), or a path to a file
-written by ``train`` (``nn-local``/``nn-conv``, optionally on a ``-vw``/``-tfvw`` base).
+written by ``train`` (``nn-local``/``nn-conv``/``nn-global``, optionally on a ``-vw``/``-tfvw`` base;
+``nn-global`` is an MLP of ``--modes`` cosine coefficients of the whole density, see
+:class:`dftjax.ofdft.neural.ProjectedKineticNet`).
 
 ``train --checkpoint-dir D`` keeps the resumable training state in D (written atomically); the
 same command rerun after an interruption continues from it and ends with the same model, bit for
@@ -126,7 +129,9 @@ def cmd_solve(args) -> dict:
                 kinetic_fn = functools.partial(neural.kinetic_energy, model)
                 result = jax.jit(lambda v: solver.minimize_sqrt(kinetic_fn, v, initial, n, dx, max_iterations=300,
                                                                 tolerance=1e-7, preconditioner=precond))(v)
-                info = {"method": f"neural (kernel size {model.module.kernel_size}), L-BFGS in sqrt(n)"}
+                kind_text = (f"global, {model.module.n_modes} cosine modes" if isinstance(model.module, neural.ProjectedKineticNet)
+                             else f"kernel size {model.module.kernel_size}")
+                info = {"method": f"neural ({kind_text}), L-BFGS in sqrt(n)"}
         density, energy, t = result.density, result.energy, result.kinetic_energy
         info["iterations"] = int(result.iterations)
     elapsed = time.perf_counter() - start
@@ -199,13 +204,19 @@ def cmd_train(args) -> dict:
         raise _Usage("--size must be >= 2, --electrons >= 1 and --test >= 1")
     model_name = args.model
     if not (model_name == "krr" or model_name.split("-")[0] == "nn"):
-        raise _Usage(f"--model must be 'krr' or 'nn-local'/'nn-conv' with optional '-vw'/'-tfvw'; got {model_name!r}")
+        raise _Usage(f"--model must be 'krr' or 'nn-local'/'nn-conv'/'nn-global' with optional '-vw'/'-tfvw'; "
+                     f"got {model_name!r}")
     if model_name != "krr":
         parts = model_name.split("-")
-        if len(parts) < 2 or parts[1] not in ("local", "conv") or (len(parts) > 2 and parts[2] not in ("vw", "tfvw")):
-            raise _Usage(f"neural model names are nn-local|nn-conv[-vw|-tfvw]; got {model_name!r}")
-        kernel = 1 if parts[1] == "local" else 9
-        channels = _channels(args.channels) if args.channels else ((32, 32, 32) if kernel == 1 else (16, 16, 16))
+        if (len(parts) < 2 or parts[1] not in ("local", "conv", "global")
+                or (len(parts) > 2 and parts[2] not in ("vw", "tfvw")) or len(parts) > 3):
+            raise _Usage(f"neural model names are nn-local|nn-conv|nn-global[-vw|-tfvw]; got {model_name!r}")
+        kernel = 9 if parts[1] == "conv" else 1
+        n_modes = args.modes if parts[1] == "global" else 0
+        if parts[1] == "global" and n_modes < 1:
+            raise _Usage(f"--modes must be >= 1; got {args.modes}")
+        default_channels = {"local": (32, 32, 32), "conv": (16, 16, 16), "global": (32, 32)}[parts[1]]
+        channels = _channels(args.channels) if args.channels else default_channels
         if args.steps < 1:
             raise _Usage(f"--steps must be >= 1; got {args.steps}")
     checkpoint_dir = pathlib.Path(args.checkpoint_dir) if args.checkpoint_dir else None
@@ -227,7 +238,7 @@ def cmd_train(args) -> dict:
         hyper.update(pca_neighbours=m, pca_components=q)
         krr.save(model, out_path, n_electrons=args.electrons, pca_neighbours=m, pca_components=q)
     else:
-        options = neural.NeuralOptions(kernel_size=kernel, base=parts[2] if len(parts) > 2 else None,
+        options = neural.NeuralOptions(kernel_size=kernel, n_modes=n_modes, base=parts[2] if len(parts) > 2 else None,
                                        steps=args.steps, channels=channels, seed=args.seed)
         stem = f"{model_name}_n{args.electrons}_m{args.size}"
         state_path = checkpoint_dir / f"{stem}.state.pkl" if checkpoint_dir is not None else None
@@ -246,7 +257,7 @@ def cmd_train(args) -> dict:
                              args.electrons, options, verbose=True, callback=checkpoint,
                              checkpoint_path=state_path)
         predict = functools.partial(neural.kinetic_energy, model)
-        hyper = {"kernel_size": kernel, "channels": list(options.channels), "base": options.base,
+        hyper = {"kernel_size": kernel, "n_modes": n_modes, "channels": list(options.channels), "base": options.base,
                  "steps": args.steps, "resumed_from_step": resumed_from}
         neural.save(model, out_path, n_electrons=args.electrons, steps=args.steps, seed=args.seed)
     train_seconds = time.perf_counter() - start
@@ -274,7 +285,8 @@ def cmd_train(args) -> dict:
         exact = test.take(slice(0, 1))
         learned = None
         if model_name != "krr":
-            learned = np.asarray(neural.kinetic_energy_density(model, jnp.asarray(exact.densities[0])))
+            learned = neural.kinetic_energy_density(model, jnp.asarray(exact.densities[0]))
+            learned = None if learned is None else np.asarray(learned)   # a global model has no t(x)
         out["plot"] = _plot(args.plot, test.grid, exact.densities[0], exact, args.electrons,
                             {"model": model_name, "energy": float(exact.energies[0])}, learned)
     out["table"] = (f"{model_name} N = {args.electrons}, M = {args.size} -> {out_path}\n"
@@ -291,13 +303,15 @@ def register(subparsers) -> None:
     train = sub.add_parser("train", help="train a KRR or neural kinetic functional (Snyder et al. data)")
     train.add_argument("--electrons", type=int, default=1, help="spinless fermions N (1..4)")
     train.add_argument("--size", type=int, default=100, help="training densities M")
-    train.add_argument("--model", default="krr", help="krr | nn-local | nn-conv [-vw | -tfvw]")
+    train.add_argument("--model", default="krr", help="krr | nn-local | nn-conv | nn-global [-vw | -tfvw]")
     train.add_argument("--steps", type=int, default=2000, help="Adam steps (neural)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--test", type=int, default=200, help="fresh test potentials")
     train.add_argument("--out", default=None, help="model file (.npz)")
     train.add_argument("--channels", default=None, help="hidden widths of the neural net, e.g. '16,16' "
-                       "(default 32,32,32 local, 16,16,16 convolutional)")
+                       "(default 32,32,32 local, 16,16,16 convolutional, 32,32 global)")
+    train.add_argument("--modes", type=int, default=40,
+                       help="cosine modes of the density fed to nn-global (its derivative lives in their span)")
     train.add_argument("--self-consistent", action="store_true",
                        help="also solve the test potentials self-consistently and report those errors")
     train.add_argument("--checkpoint-dir", default=None,
@@ -310,7 +324,7 @@ def register(subparsers) -> None:
     solve = sub.add_parser("solve", help="OF-DFT ground state of one box potential")
     solve.add_argument("--potential", required=True, help="'a,b,c;a,b,c;...' depth, centre, width of each well")
     solve.add_argument("--electrons", type=int, default=1)
-    solve.add_argument("--model", default="krr", help="krr | nn-local | nn-conv | vw | tfvw | exact | PATH")
+    solve.add_argument("--model", default="krr", help="krr | nn-global | nn-local | vw | tfvw | exact | PATH")
     solve.add_argument("--plot", default=None, metavar="PNG")
     solve.add_argument("--json", action="store_true")
     solve.set_defaults(func=cmd_solve)

@@ -206,6 +206,8 @@ def test_cli_solve_rejects_bad_input(argv):
     ["--model", "nn-wide"],
     ["--model", "nn-local", "--channels", "8,x"],
     ["--model", "nn-local", "--steps", "0"],
+    ["--model", "nn-global", "--modes", "0"],
+    ["--model", "nn-global-lda"],
     ["--model", "krr", "--size", "1"],
 ])
 def test_cli_train_rejects_bad_input_before_generating_data(argv, monkeypatch):
@@ -398,3 +400,66 @@ def test_neural_training_resumes_exactly_from_a_checkpoint(tmp_path, paper_n1):
     # a checkpoint of another run (other options) is refused, not silently continued
     with pytest.raises(ValueError, match="another training run"):
         neural.train(*data, dataclasses.replace(options, seed=1), checkpoint_path=path)
+
+
+def test_global_functional_derivative_lives_in_the_cosine_modes(paper_n1):
+    # the global functional (an MLP of K cosine coefficients of the density, on a vW base): its
+    # derivative matches central finite differences and is vW's plus a sum of cos(k pi x), k <= K
+    train = paper_n1.take(slice(0, 6))
+    dx = train.dx
+    options = neural.NeuralOptions(n_modes=6, channels=(5,), steps=2, base="vw")
+    model = neural.train(train.densities, train.kinetic_energies, train.kinetic_derivatives, dx, 1, options)
+    assert isinstance(model.module, neural.ProjectedKineticNet)
+    n = jnp.asarray(paper_n1.densities[40])
+    direction = jnp.asarray(paper_n1.densities[41] - paper_n1.densities[40])
+    energy = jax.jit(functools.partial(neural.kinetic_energy, model))
+    grad = jax.jit(jax.grad(energy))(n)
+    h = 1e-4
+    fd = (energy(n + h * direction) - energy(n - h * direction)) / (2 * h)
+    np.testing.assert_allclose(jnp.sum(grad * direction), fd, rtol=1e-6)
+    learned = np.asarray(grad - jax.grad(lambda d: box.von_weizsaecker_energy(d, dx))(n)) / dx
+    modes = neural.cosine_modes(len(n), 6)
+    weights = np.full(len(n), dx)
+    weights[[0, -1]] *= 0.5                          # the trapezoid rule of the coefficients
+    coefficients, *_ = np.linalg.lstsq(modes.T, learned / weights, rcond=None)
+    np.testing.assert_allclose(modes.T @ coefficients, learned / weights, atol=1e-10 * np.abs(learned / weights).max())
+    assert neural.kinetic_energy_density(model, n) is None
+
+
+def test_global_functional_saves_loads_and_resumes(tmp_path, paper_n1):
+    train = paper_n1.take(slice(0, 6))
+    data = (train.densities, train.kinetic_energies, train.kinetic_derivatives, train.dx, 1)
+    options = neural.NeuralOptions(n_modes=5, channels=(4,), steps=6, learning_rate=1e-2, base="vw")
+    reference = neural.train(*data, options, checkpoint_every=2)
+    path = tmp_path / "state.pkl"
+
+    def interrupt(step, model):
+        if step == 2:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        neural.train(*data, options, callback=interrupt, checkpoint_path=path, checkpoint_every=2)
+    resumed = neural.train(*data, options, checkpoint_path=path, checkpoint_every=2)
+    for a, b in zip(jax.tree_util.tree_leaves(reference.params), jax.tree_util.tree_leaves(resumed.params)):
+        np.testing.assert_array_equal(a, b)
+    neural.save(resumed, tmp_path / "global.npz", n_electrons=1)
+    loaded, meta = neural.load(tmp_path / "global.npz")
+    assert meta["n_electrons"] == 1 and loaded.module == resumed.module
+    n = jnp.asarray(paper_n1.densities[50])
+    assert float(neural.kinetic_energy(loaded, n)) == float(neural.kinetic_energy(resumed, n))
+
+
+@pytest.mark.parametrize("n_electrons", [
+    pytest.param(1, marks=pytest.mark.slow), 2, pytest.param(3, marks=pytest.mark.slow),
+    pytest.param(4, marks=pytest.mark.slow)])
+def test_shipped_global_models_solve_a_fresh_potential(n_electrons):
+    # the first of the benchmark's fresh test potentials (seed 2017), solved self-consistently
+    # with the shipped nn-global model (M = 100) through the CLI
+    wells = data1d.random_wells(1, seed=2017)[0]
+    text = ";".join(",".join(f"{x:.12g}" for x in well) for well in wells)
+    out = _ofdft_cli(["ofdft", "solve", "--potential", text, "--electrons", str(n_electrons),
+                      "--model", "nn-global", "--json"])
+    assert np.isfinite(out["energy"]) and len(out["density"]) == 500
+    assert "global" in out["method"]
+    # measured self-consistent error max over the 1000 test potentials: 6e-4 (N = 1), 10 (N = 2),
+    # 16 (N = 3), 33 (N = 4) kcal/mol; MAE 5e-5, 0.98, 1.15, 1.35
+    assert abs(out["energy_error_kcal_per_mol"]) < 10.0
