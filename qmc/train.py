@@ -286,6 +286,7 @@ def _build(molecule, options: VMCOptions, fingerprint: str):
     return built
 
 
+@single_threaded_blas()
 def run_vmc(
     molecule,
     options: VMCOptions | None = None,
@@ -309,18 +310,6 @@ def run_vmc(
     (median; 0.8 ms at best) with one thread against 380 ms with the default two on a loaded 2-core
     machine (:mod:`dftjax.oned.blas`); the He SPRING step went from 97 to 67 ms (medians, loaded).
     """
-    with single_threaded_blas():
-        return _run_vmc(molecule, options, checkpoint_dir=checkpoint_dir, callback=callback, log=log)
-
-
-def _run_vmc(
-    molecule,
-    options: VMCOptions | None = None,
-    *,
-    checkpoint_dir: str | None = None,
-    callback: Callable[[int, dict], None] | None = None,
-    log: Callable[[str], None] | None = None,
-) -> VMCResult:
     options = options or VMCOptions()
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     start = time.perf_counter()

@@ -40,8 +40,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-jax.config.update("jax_enable_x64", True)
-
 
 def _rotation(x: jnp.ndarray, occupied: np.ndarray) -> jnp.ndarray:
     """``1 + kappa + kappa^2 / 2`` for the antisymmetric ``kappa`` with ``kappa[vir, occ] = x``."""
