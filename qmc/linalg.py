@@ -20,12 +20,17 @@ import jax.numpy as jnp
 def slogdet(a: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
     """(sign, log|det a|) of a (..., n, n) array: :func:`slogdet_elimination` on CPU, else LAPACK's.
 
-    Chosen when traced, from JAX's default backend. On CPU the elimination costs about 1.2-1.3x
-    LAPACK's time in the forward Laplacian (LiH 5.4 vs 4.5 ms, CH4 85 vs 64 ms for 64 walkers,
-    2 cores) and cannot hang; GPUs keep cuSOLVER's batched kernels, which have no such pool.
+    On CPU the elimination is a named ``jit`` call (:data:`ELIMINATION_CALL`), so that the forward
+    Laplacian can treat it as one operation with the closed-form rule of
+    :func:`qmc.laplacian.slogdet_forward_laplacian` instead of tracing through the elimination.
+
+    Chosen when traced, from JAX's default backend. On CPU the elimination, with that rule, is no
+    slower than LAPACK's ``slogdet`` with folx's rule (CH4 FermiNet, 256 walkers, 2 idle cores:
+    forward-Laplacian local energy 216 vs 231 ms, log|psi| 6.3 vs 6.7 ms) and cannot hang; GPUs
+    keep cuSOLVER's batched kernels, which have no such pool.
     """
     if jax.default_backend() == "cpu":
-        return slogdet_elimination(a)
+        return _slogdet_elimination_call(a)
     return jnp.linalg.slogdet(a)
 
 
@@ -34,7 +39,9 @@ def slogdet_elimination(a: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
 
     LU factorisation by Gaussian elimination with partial pivoting (Golub & Van Loan, Matrix
     Computations, 4th ed., Algorithm 3.4.1), unrolled over the static n: det a = det(P)^-1
-    prod_k U_kk, with each row swap flipping the sign. The pivot choice is a piecewise-constant
+    prod_k U_kk, with each row swap flipping the sign. Step k works on the trailing (n-k, n-k)
+    block only, and the row swap is a select, not a product with a permutation matrix (batched
+    4 x 4 products were 30 % of LiH's log|psi| on CPU). The pivot choice is a piecewise-constant
     function of ``a`` (no gradient flows through it). A singular matrix gives log|det| = -inf, as
     LAPACK's. Cost n^3/3 multiply-adds per matrix, like ``getrf``.
     """
@@ -43,19 +50,35 @@ def slogdet_elimination(a: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
         raise ValueError(f"slogdet needs square matrices in the last two axes, got shape {a.shape}")
     sign = jnp.ones(a.shape[:-2], a.dtype)
     logdet = jnp.zeros(a.shape[:-2], a.dtype)
-    rows = jnp.broadcast_to(jnp.arange(n), a.shape[:-1])  # (..., n), explicit: no rank promotion
-    for k in range(n):
-        p = jax.lax.stop_gradient(jnp.argmax(jnp.abs(a[..., k:, k]), axis=-1) + k)
-        target = jnp.broadcast_to(p[..., None], rows.shape)
-        perm = jnp.where(rows == k, target, jnp.where(rows == target, k, rows))
-        a = jax.nn.one_hot(perm, n, dtype=a.dtype) @ a  # swap rows k and p
-        sign = jnp.where(p != k, -sign, sign)
-        pivot = a[..., k, k]
-        sign = sign * jnp.sign(pivot)
+    block = a
+    for m in range(n, 0, -1):  # block: the trailing (m, m) block still to eliminate
+        p = jax.lax.stop_gradient(jnp.argmax(jnp.abs(block[..., 0]), axis=-1))  # pivot row in the block
+        is_pivot = jax.lax.broadcasted_iota(p.dtype, p.shape + (m,), p.ndim) == p[..., None]  # (..., m)
+        pivot_row = jnp.sum(jnp.where(is_pivot[..., None], block, 0.0), axis=-2)  # (..., m)
+        pivot = pivot_row[..., 0]
+        sign = jnp.where(p != 0, -sign, sign) * jnp.sign(pivot)
         logdet = logdet + jnp.log(jnp.abs(pivot))
-        if k + 1 < n:
-            # a zero pivot means the whole column below is zero (it is the largest): nothing to eliminate
+        if m > 1:
+            # swap: the pivot's row takes row 0's entries, and row 0 (now the pivot row) leaves the block
+            rest = jnp.where(is_pivot[..., 1:, None], block[..., :1, :], block[..., 1:, :])  # (..., m-1, m)
+            # a zero pivot means the whole column is zero (it is the largest): nothing to eliminate
             safe = jnp.where(pivot == 0, jnp.ones_like(pivot), pivot)
-            lower = a[..., k + 1:, k:k + 1] / safe[..., None, None]
-            a = jnp.concatenate([a[..., : k + 1, :], a[..., k + 1:, :] - lower * a[..., k:k + 1, :]], axis=-2)
+            factor = rest[..., :, :1] / safe[..., None, None]
+            block = rest[..., :, 1:] - factor * pivot_row[..., None, 1:]
     return sign, logdet
+
+
+ELIMINATION_CALL = "slogdet_by_elimination"  # name of the jit call that folx recognises (qmc.laplacian)
+
+
+def _named(fn, name):
+    fn.__name__ = fn.__qualname__ = name
+    return fn
+
+
+_slogdet_elimination_call = jax.jit(_named(lambda a: slogdet_elimination(a), ELIMINATION_CALL))
+
+
+def inverse_transpose(a: jnp.ndarray) -> jnp.ndarray:
+    """a^-T of a (..., n, n) array, as the gradient d log|det a| / da through the elimination."""
+    return jax.grad(lambda x: jnp.sum(slogdet_elimination(x)[1]))(a)

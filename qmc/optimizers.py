@@ -107,17 +107,26 @@ def walker_jacobian(log_abs_psi: LogPsiFn, params, positions) -> jnp.ndarray:
     The per-walker gradients are taken on the parameter pytree and each leaf flattened after the
     ``vmap``, rather than differentiating through ``unravel`` inside it (same numbers).
     """
+    return jnp.concatenate(walker_jacobian_blocks(log_abs_psi, params, positions), axis=1)
+
+
+def walker_jacobian_blocks(log_abs_psi: LogPsiFn, params, positions) -> list[jnp.ndarray]:
+    """The columns of :func:`walker_jacobian` one parameter leaf at a time: [(W, P_leaf), ...]."""
     n = positions.shape[0]
     grads = jax.vmap(jax.grad(log_abs_psi), (None, 0))(params, positions)
-    return jnp.concatenate([jnp.reshape(leaf, (n, -1)) for leaf in jax.tree_util.tree_leaves(grads)], axis=1)
+    return [jnp.reshape(leaf, (n, -1)) for leaf in jax.tree_util.tree_leaves(grads)]
+
+
+def double_centre(gram: jnp.ndarray) -> jnp.ndarray:
+    """O O^T from J J^T, with O = (J - <J>_walkers) / sqrt(W): (W, W) -> (W, W)."""
+    n = gram.shape[0]
+    gram = gram - jnp.mean(gram, axis=0, keepdims=True)
+    return (gram - jnp.mean(gram, axis=1, keepdims=True)) / n
 
 
 def centred_gram(jacobian: jnp.ndarray) -> jnp.ndarray:
     """O O^T with O = (J - <J>_walkers) / sqrt(W): the doubly centred J J^T / W, (W, P) -> (W, W)."""
-    n = jacobian.shape[0]
-    gram = jacobian @ jacobian.T
-    gram = gram - jnp.mean(gram, axis=0, keepdims=True)
-    return (gram - jnp.mean(gram, axis=1, keepdims=True)) / n
+    return double_centre(jacobian @ jacobian.T)
 
 
 class SpringState(NamedTuple):
@@ -128,7 +137,13 @@ class SpringState(NamedTuple):
 
 
 def make_spring(log_abs_psi: LogPsiFn, options: SpringOptions | None = None) -> Optimizer:
-    """SPRING natural gradient (minSR when ``momentum=0``), dense in walker space, pure jnp."""
+    """SPRING natural gradient (minSR when ``momentum=0``), dense in walker space, pure jnp.
+
+    The Jacobian is kept as one (W, P_leaf) block per parameter leaf, and J J^T, J d and v^T J are
+    sums and concatenations over the blocks. Concatenating the blocks into one (W, P) array first
+    lets XLA fuse the copy into the Gram product, which then ran 2x slower than the blocks do
+    (He, 256 walkers, 2 CPU cores: 25-30 ms against 11-12 ms for Jacobian and Gram together).
+    """
     options = options or SpringOptions()
     schedule = learning_rate_schedule(options.learning_rate, options.decay_delay)
 
@@ -139,21 +154,23 @@ def make_spring(log_abs_psi: LogPsiFn, options: SpringOptions | None = None) -> 
     def update(params, state: SpringState, positions, local_energies):
         flat, unravel = ravel_pytree(params)
         n = positions.shape[0]
-        jacobian = walker_jacobian(log_abs_psi, params, positions)  # (W, P)
+        blocks = walker_jacobian_blocks(log_abs_psi, params, positions)  # [(W, P_leaf)]
         # O = (J - mean_walkers J) / sqrt(W), never materialised: products with O are centred
-        # products with J, and O O^T is the doubly centred J J^T (one W x W x P matmul, no copy of J).
+        # products with J, and O O^T is the doubly centred J J^T (no copy of J).
 
         def centre(v):
             return (v - jnp.mean(v, axis=0, keepdims=True)) / jnp.sqrt(n)
 
         def o_times(direction):  # O @ direction, (W,)
-            return centre(jacobian @ direction)
+            leaves = jax.tree_util.tree_leaves(unravel(direction))
+            return centre(sum(block @ jnp.ravel(leaf) for block, leaf in zip(blocks, leaves)))
 
         def o_transpose_times(v):  # O^T @ v, (P,)
             # v^T J, not J^T v: XLA on CPU would copy the transpose of J (W x P) first, ~10x the product
-            return centre(v) @ jacobian
+            v = centre(v)
+            return jnp.concatenate([v @ block for block in blocks])
 
-        gram = centred_gram(jacobian)
+        gram = double_centre(sum(block @ block.T for block in blocks))
         clipped = clip_local_energy(local_energies, options.clip_width)
         e_bar = centre(clipped)
         mu = options.momentum

@@ -99,3 +99,38 @@ def test_sparse_forward_laplacian_from_ten_electrons_equals_dense(monkeypatch):
     np.testing.assert_allclose(lap_sparse, lap_dense, rtol=1e-11)  # summation order only
     np.testing.assert_allclose(grad_sparse, grad_dense, rtol=1e-11, atol=1e-12)
     assert thresholds == [6, 0]  # the default picked the sparse path
+
+
+def test_determinant_rule_is_used_and_matches_the_hessian(monkeypatch):
+    """The forward Laplacian takes :func:`qmc.linalg.slogdet` as one operation (Jacobi's formula,
+    :func:`qmc.laplacian.slogdet_forward_laplacian`), sparse and dense: same Laplacian and gradient
+    of log|det A(x)| as the Hessian trace, for a nonlinear A(x) with a row swap in its elimination."""
+    import jax.numpy as jnp
+
+    import folx
+
+    from qmc.laplacian import slogdet_forward_laplacian
+    from qmc.linalg import ELIMINATION_CALL, inverse_transpose, slogdet
+
+    calls = []
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return slogdet_forward_laplacian(*args, **kwargs)
+
+    forward_laplacian(lambda x: x)  # registers the rule
+    monkeypatch.setitem(folx.wrapped_functions._LAPLACE_FN_REGISTRY, ELIMINATION_CALL, spy)
+    w = jax.random.normal(jax.random.PRNGKey(5), (4, 4, 6))
+
+    def f(x):  # (6,) -> log|det A(x)| with A_ij = sin(w_ij . x) + [i + 1 == j], zero pivot first
+        return slogdet(jnp.sin(w @ x) + jnp.eye(4, k=1))[1]
+
+    x = jax.random.normal(jax.random.PRNGKey(6), (6,)) * 0.3
+    ref_lap, ref_grad = hessian_laplacian(f)(x)
+    for threshold in (0, 1):
+        lap, grad = jax.jit(forward_laplacian(f, sparsity_threshold=threshold))(x)
+        np.testing.assert_allclose(lap, ref_lap, rtol=1e-10)
+        np.testing.assert_allclose(grad, ref_grad, rtol=1e-10, atol=1e-12)
+    assert len(calls) == 2
+    a = jnp.sin(w @ x) + jnp.eye(4, k=1)
+    np.testing.assert_allclose(inverse_transpose(a), jnp.linalg.inv(a).T, rtol=1e-10, atol=1e-12)
