@@ -24,13 +24,10 @@ pins (see that module).
 
 With it, the pieces of a step are timed on both sides too (``breakdown``; see :func:`time_system`).
 
-Measured 2026-11-28 (2 shared cores, load average 5-6; float64, 256 walkers, 10 moves, the CLI's
-network), ms per step, ours / FermiNet's: SPRING / KFAC He 59 / 37, LiH 101 / 84, CH4 566 / 668;
-Adam / Adam He 18 / 21, LiH 70 / 58, CH4 556 / 464. Before the speed-ups of that day SPRING was
-1.8-5.5x KFAC at He and LiH: its 256 x 256 Cholesky solve ran on OpenBLAS threads that fought
-XLA's pool (300 ms per solve under load), and ``J^T v`` copied the transposed Jacobian. Where
-our Adam step still loses (CH4 MCMC 111 / 82 ms, log|psi| 11.0 / 8.8 ms): our determinants are
-Gaussian elimination in plain ``jnp`` (:mod:`qmc.linalg`), FermiNet's LAPACK's.
+Measured 2026-11-28 (2 idle cores; float64, 256 walkers, 10 moves, the CLI's network), ms per
+step, ours / FermiNet's: SPRING / KFAC He 25.3 / 27.2, LiH 59.1 / 71.8, CH4 385 / 431, N2 691 / 933;
+Adam / Adam He 13.8 / 19.9, LiH 38.2 / 58.8, CH4 349 / 407, N2 701 / 843. Earlier that day SPRING
+was 1.2-1.6x KFAC at He and LiH (see the README's VMC section for what changed).
 """
 
 from __future__ import annotations
