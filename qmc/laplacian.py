@@ -88,17 +88,16 @@ def slogdet_forward_laplacian(args, kwargs, sparsity_threshold):
     (Li et al., Nat. Mach. Intell. 6, 209 (2024), sec. Methods; folx's own rule for LAPACK's
     slogdet uses the same formulas). A^-1 comes from the gradient through the elimination, so no
     LAPACK call enters (see :mod:`qmc.linalg`), and folx does not propagate Jacobians through the
-    n unrolled elimination steps: CH4's local energy is ~12 % faster this way.
+    n unrolled elimination steps: CH4's local energy (256 walkers, 2 idle cores) 264 -> 216 ms.
     """
     from folx.api import FwdJacobian, FwdLaplArray
 
-    from qmc.linalg import inverse_transpose, slogdet_elimination
+    from qmc.linalg import slogdet_and_inverse, slogdet_elimination
 
     (a,) = args
     if not isinstance(a, FwdLaplArray):
         return slogdet_elimination(a)
-    sign, logdet = slogdet_elimination(a.x)
-    inverse = jnp.swapaxes(inverse_transpose(a.x), -1, -2)
+    sign, logdet, inverse = slogdet_and_inverse(a.x)
     m = jnp.einsum("...ij,k...jl->k...il", inverse, a.jacobian.dense_array)
     jacobian = jnp.einsum("k...ii->k...", m)
     laplacian = jnp.einsum("...ji,...ij->...", inverse, a.laplacian) - jnp.einsum("k...ij,k...ji->...", m, m)

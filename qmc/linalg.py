@@ -20,8 +20,8 @@ import jax.numpy as jnp
 def slogdet(a: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
     """(sign, log|det a|) of a (..., n, n) array: :func:`slogdet_elimination` on CPU, else LAPACK's.
 
-    On CPU the elimination is a named ``jit`` call (:data:`ELIMINATION_CALL`), so that the forward
-    Laplacian can treat it as one operation with the closed-form rule of
+    On CPU the elimination is a named ``jit`` call (:func:`slogdet_by_elimination`), so that the
+    forward Laplacian can treat it as one operation with the closed-form rule of
     :func:`qmc.laplacian.slogdet_forward_laplacian` instead of tracing through the elimination.
 
     Chosen when traced, from JAX's default backend. On CPU the elimination, with that rule, is no
@@ -30,7 +30,7 @@ def slogdet(a: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
     keep cuSOLVER's batched kernels, which have no such pool.
     """
     if jax.default_backend() == "cpu":
-        return _slogdet_elimination_call(a)
+        return slogdet_by_elimination(a)
     return jnp.linalg.slogdet(a)
 
 
@@ -68,17 +68,22 @@ def slogdet_elimination(a: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
     return sign, logdet
 
 
-ELIMINATION_CALL = "slogdet_by_elimination"  # name of the jit call that folx recognises (qmc.laplacian)
+@jax.jit
+def slogdet_by_elimination(a: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """:func:`slogdet_elimination` as one named ``jit`` call: folx finds its rule by this name."""
+    return slogdet_elimination(a)
 
 
-def _named(fn, name):
-    fn.__name__ = fn.__qualname__ = name
-    return fn
+ELIMINATION_CALL = slogdet_by_elimination.__name__  # the rule's key in folx (qmc.laplacian)
 
 
-_slogdet_elimination_call = jax.jit(_named(lambda a: slogdet_elimination(a), ELIMINATION_CALL))
+def slogdet_and_inverse(a: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
+    """(sign, log|det a|, a^-1) of a (..., n, n) array from one elimination and its gradient:
+    d log|det a| / da = a^-T (Jacobi's formula)."""
 
+    def total(x):
+        sign, logdet = slogdet_elimination(x)
+        return jnp.sum(logdet), (sign, logdet)
 
-def inverse_transpose(a: jnp.ndarray) -> jnp.ndarray:
-    """a^-T of a (..., n, n) array, as the gradient d log|det a| / da through the elimination."""
-    return jax.grad(lambda x: jnp.sum(slogdet_elimination(x)[1]))(a)
+    (_, (sign, logdet)), gradient = jax.value_and_grad(total, has_aux=True)(a)
+    return sign, logdet, jnp.swapaxes(gradient, -1, -2)

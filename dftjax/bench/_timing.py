@@ -9,11 +9,12 @@ from typing import Callable
 import jax
 
 
-def time_cold_warm(fn: Callable[[], object], repeats: int = 3) -> tuple[float, float]:
+def time_cold_warm(fn: Callable[[], object], repeats: int = 3,
+                   statistic: Callable[[list[float]], float] = statistics.median) -> tuple[float, float]:
     """(cold, warm) wall times in seconds of ``fn()``; cold includes tracing and compilation.
 
     ``fn`` must return JAX arrays (blocked on with ``jax.block_until_ready``). Warm is the median
-    of ``repeats`` calls after the first.
+    (or ``statistic``, e.g. ``min``) of ``repeats`` calls after the first.
     """
     start = time.perf_counter()
     jax.block_until_ready(fn())
@@ -23,7 +24,7 @@ def time_cold_warm(fn: Callable[[], object], repeats: int = 3) -> tuple[float, f
         start = time.perf_counter()
         jax.block_until_ready(fn())
         warm.append(time.perf_counter() - start)
-    return cold, statistics.median(warm)
+    return cold, statistic(warm)
 
 
 def time_reference(fn: Callable[[], object], repeats: int = 3) -> float:

@@ -38,7 +38,6 @@ import math
 import os
 import subprocess
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -168,7 +167,7 @@ def _time_system(name, *, options, walkers, repeats, mcmc_steps, dtype, seed, fe
     from qmc.ansatz import FermiNetOptions, make_ansatz
     from qmc.hamiltonian import make_local_energy
     from qmc.mcmc import initial_positions, make_metropolis
-    from qmc.optimizers import SpringOptions, centred_gram, energy_gradient, make_optimizer, walker_jacobian
+    from qmc.optimizers import SpringOptions, centred_gram, energy_gradient, make_optimizer, walker_jacobian_blocks
     from qmc.train import VMCState, make_vmc_step
 
     if name not in SYSTEMS:
@@ -200,16 +199,10 @@ def _time_system(name, *, options, walkers, repeats, mcmc_steps, dtype, seed, fe
     peer = {}
     if breakdown:
         def warm(fn, *args):  # least of the warm calls, as the peer's pieces: the least disturbed call
-            jax.block_until_ready(fn(*args))
-            times = []
-            for _ in range(max(repeats, 1)):
-                start = time.perf_counter()
-                jax.block_until_ready(fn(*args))
-                times.append(time.perf_counter() - start)
-            return min(times)
+            return time_cold_warm(lambda: fn(*args), max(repeats, 1), statistic=min)[1]
 
         energies = jax.jit(jax.vmap(local_energy, (None, 0)))(params, positions)
-        jacobian = jax.jit(walker_jacobian, static_argnums=0)(log_abs_psi, params, positions)
+        jacobian = jax.jit(walker_jacobian_blocks, static_argnums=0)(log_abs_psi, params, positions)
         gram = jax.jit(centred_gram)(jacobian)
         spring_options = SpringOptions()
 
@@ -224,7 +217,7 @@ def _time_system(name, *, options, walkers, repeats, mcmc_steps, dtype, seed, fe
             mcmc_s=warm(jax.jit(mcmc.update), params, state.mcmc, key_step),
             gradient_s=warm(jax.jit(lambda p, x, e: energy_gradient(log_abs_psi, p, x, e)), params, positions,
                             energies),
-            jacobian_s=warm(jax.jit(walker_jacobian, static_argnums=0), log_abs_psi, params, positions),
+            jacobian_s=warm(jax.jit(walker_jacobian_blocks, static_argnums=0), log_abs_psi, params, positions),
             gram_s=warm(jax.jit(centred_gram), jacobian),
             solve_s=warm(solve, gram, energies),
         )

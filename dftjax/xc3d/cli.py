@@ -8,6 +8,7 @@ exit status 2) before any heavy work.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 
 
@@ -179,7 +180,7 @@ def cmd_train_xc3d(args) -> dict:
         "basis": basis, "adjoint": args.adjoint, "steps": int(state.step), "best_step": int(state.best_step),
         "best_validation": best_validation if np.isfinite(best_validation) else None, "final_loss": float(state.loss),
         "train": train_names, "validation": validation_names, "devices": len(devices),
-        "history": history, "model": args.model, "config": _config_summary(config), "init": args.init,
+        "history": history, "model": args.model, "config": dataclasses.asdict(config), "init": args.init,
     }
     if args.out:
         metadata = {k: result[k] for k in ("basis", "adjoint", "steps", "best_step", "best_validation", "train",
@@ -228,20 +229,12 @@ def _model_config(args, config, init_params):
         mixing_hidden = tuple(int(h) for h in _names(args.mixing_hidden))
     except ValueError as err:
         raise ValueError(f"--mixing-hidden must be comma-separated integers; got {args.mixing_hidden!r}") from err
-    import dataclasses
-
     hybrid = NeuralLocalHybridConfig(semilocal=dataclasses.replace(config, name="dftjax:nn-local-hybrid"),
                                      hidden=mixing_hidden, max_fraction=args.max_fraction,
                                      initial_logit=args.initial_logit)
     if init_params is not None:
         init_params = local_hybrid_params_from_mgga(init_params, jax.random.PRNGKey(args.seed), hybrid)
     return hybrid, init_params
-
-
-def _config_summary(config) -> dict:
-    import dataclasses
-
-    return dataclasses.asdict(config)
 
 
 def _export(args, config, train_names, validation_names) -> dict:
