@@ -2,7 +2,8 @@
 
 The solvers and everything built on them (SCF, adjoints, properties, trainers, CLI) live here;
 molecules, basis sets, integrals and grids are in :mod:`basis`, functionals in :mod:`functionals`.
-Importing dftjax turns on float64 in JAX: the SCF and its derivatives need it.
+Importing dftjax turns on float64 in JAX (the SCF and its derivatives need it) and JAX's persistent
+compilation cache (:mod:`dftjax.compilation`; ``DFTJAX_CACHE_DIR`` moves it, empty turns it off).
 """
 
 import os
@@ -18,5 +19,11 @@ if "xla_force_host_platform_device_count" in _xla_flags and "xla_cpu_multi_threa
 import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
+
+from dftjax.compilation import enable_compilation_cache  # noqa: E402
+
+# Compiled programs depend on size classes, so the next process reuses them from disk
+# (DFTJAX_CACHE_DIR moves the cache, an empty value turns it off).
+enable_compilation_cache()
 
 __version__ = "0.1.0"

@@ -60,49 +60,19 @@ from basis.grids import grid_points_weights, make_grid_spec
 from basis.gto import Basis, make_auxbasis, make_basis
 from basis.integrals import one_electron, two_electron
 from basis.molecule import Molecule, nuclear_repulsion
-from dftjax.fock import coulomb_exchange, exchange_coefficients, fock_and_energy, xc_energy, _exchange
-from dftjax.mixing import diis, no_mixing
-from dftjax.scf import SCFState, initial_density
+from dftjax.fock import HybridParams, fock_and_energy, total_energy
+from dftjax.scf import (SCFProblem, SCFState, converge, eigh_safe, initial_density, iterate, occupations,
+                        orbitals, scf_map)
 from dftjax.system import KSSystem, SCFOptions, check_options
 from functionals import Functional
 
 __all__ = [
     "ADJOINTS", "HybridParams", "SCFInputs", "SCFOutput", "DifferentiableSCF", "make_scf_function", "system_at",
-    "eigh_safe", "renormalised_coefficients", "total_energy",
+    "eigh_safe", "renormalised_coefficients", "total_energy", "converge_state", "converged_density",
+    "converged_energy", "scf_static",
 ]
 
 ADJOINTS = ("implicit", "unrolled")
-
-# Eigenvalue splittings below this (Ha) count as degenerate in eigh_safe's derivative.
-DEGENERACY_THRESHOLD = 1e-9
-
-
-# ---------------------------------------------------------------------------------------------
-# Diagonalisation with a derivative that tolerates degenerate eigenvalues
-
-
-@jax.custom_jvp
-def eigh_safe(a):
-    """Eigenvalues (n,) ascending and eigenvectors (n, n) of a symmetric matrix (n, n).
-
-    The same values as ``jnp.linalg.eigh``; the derivative is first-order perturbation theory,
-    ``dU = U (G * f)``, ``G = U^T dA U``, ``f_ij = 1 / (e_j - e_i)``, with ``f_ij = 0`` where
-    ``|e_j - e_i| < DEGENERACY_THRESHOLD``: a rotation inside a degenerate subspace is a gauge
-    choice that projectors onto whole subspaces (density matrices, energies) do not see.
-    """
-    e, u = jnp.linalg.eigh(a)
-    return e, u
-
-
-@eigh_safe.defjvp
-def _eigh_safe_jvp(primals, tangents):
-    (a,), (da,) = primals, tangents
-    e, u = eigh_safe(a)
-    g = u.T @ (0.5 * (da + da.T)) @ u
-    gap = e[None, :] - e[:, None]
-    degenerate = jnp.abs(gap) < DEGENERACY_THRESHOLD
-    f = jnp.where(degenerate, 0.0, 1.0 / jnp.where(degenerate, 1.0, gap))
-    return (e, u), (jnp.diagonal(g), u @ (f * g))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -146,20 +116,32 @@ class SCFOutput(NamedTuple):
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class _Static:
-    """Everything about the calculation that is not differentiated (hashable by identity)."""
+    """Everything about the calculation that is not differentiated (hashable by identity).
 
-    functional: Functional
+    ``problem`` is the engine's :class:`~dftjax.scf.SCFProblem` (how the SCF iterates); the rest
+    says how the :class:`KSSystem` is built from the differentiable inputs and how the implicit
+    adjoint's linear response is solved.
+    """
+
+    problem: SCFProblem
     basis: Basis
     auxbasis: Basis | None
     grid_spec: Any
     atomic_numbers: np.ndarray
     nelec: tuple[int, int]
-    unrestricted: bool
     options: SCFOptions
     response_tol: float = 1e-10
     grid_response: bool = True
     response_restart: int = 40
     response_maxiter: int = 10
+
+    @property
+    def functional(self) -> Functional:
+        return self.problem.functional
+
+    @property
+    def unrestricted(self) -> bool:
+        return self.problem.unrestricted
 
 
 def renormalised_coefficients(basis: Basis, exponents) -> jax.Array:
@@ -232,7 +214,8 @@ def system_at(static: _Static, coords, field, exponents) -> KSSystem:
         points, weights = grid_points_weights(static.grid_spec, grid_coords)
         ao = ao_values(basis, coords, points, deriv=1)
     return KSSystem(overlap=s, h_core=h, orthogonalizer=x, e_nuc=e_nuc, eri=eri, df_factor=df,
-                    eri_lr=eri_lr, df_factor_lr=df_lr, ao=ao, weights=weights, dipole_ints=dipole_ints)
+                    eri_lr=eri_lr, df_factor_lr=df_lr, ao=ao, weights=weights, dipole_ints=dipole_ints,
+                    nelec=jnp.asarray(static.nelec, dtype=jnp.float64))
 
 
 def _df_factor(basis: Basis, aux: Basis, coords, omega: float):
@@ -253,130 +236,9 @@ def _df_factor(basis: Basis, aux: Basis, coords, omega: float):
 # The SCF map and its drivers
 
 
-class HybridParams(NamedTuple):
-    """Functional parameters with a differentiable fraction of exact exchange (a pytree).
-
-    Pass as ``SCFInputs.params`` (e.g. ``parameter_gradient(..., params=HybridParams(f.params,
-    jnp.asarray(f.exact_exchange)))``) to differentiate with respect to the exact-exchange
-    coefficient ``a0`` of a global hybrid: ``E = E_KS[functional] - (a0 - a0_f) E_x^HF`` with
-    ``E_x^HF = 1/2 sum_s tr(K[D_s] D_s)`` and ``a0_f`` the functional's own fraction, so the energy
-    and Fock matrix (``F_s -= (a0 - a0_f) K[D_s]``) are exactly those of the functional with ``a0``
-    (Becke, J. Chem. Phys. 98, 5648 (1993): B3LYP's ``a0 = 0.20``). Range-separated parts keep
-    their fixed coefficients.
-
-    Attributes:
-      xc: the semilocal functional's parameters (``Functional.params``).
-      exact_exchange: () fraction of full-range Hartree-Fock exchange.
-    """
-
-    xc: Any
-    exact_exchange: jax.Array
-
-
-def _split_params(functional: Functional, params):
-    """(semilocal params, exact-exchange shift a0 - a0_f or None)."""
-    if isinstance(params, HybridParams):
-        return params.xc, params.exact_exchange - exchange_coefficients(functional)[0]
-    return params, None
-
-
-def _fock_and_energy(functional: Functional, params, system: KSSystem, dm):
-    """:func:`dftjax.fock.fock_and_energy` with :class:`HybridParams` honoured."""
-    params, shift = _split_params(functional, params)
-    fock, parts = fock_and_energy(functional, params, system, dm)
-    if shift is None:
-        return fock, parts
-    k = _exchange(system.eri, system.df_factor, dm)
-    return fock - shift * k, parts._replace(exchange=parts.exchange - 0.5 * shift * jnp.sum(k * dm))
-
-
-def total_energy(functional: Functional, params, system: KSSystem, dm) -> jax.Array:
-    """Kohn-Sham total energy (Ha) of spin density matrices dm (2, nao, nao), without the Fock build.
-
-    Equal to ``fock_and_energy(...)[1].total``; cheaper (no XC potential), and what is differentiated.
-    ``params`` may be :class:`HybridParams` (a differentiable exact-exchange fraction).
-    """
-    params, shift = _split_params(functional, params)
-    hybrid, long_range = exchange_coefficients(functional)
-    if shift is not None:
-        hybrid = hybrid + shift
-    total = dm[0] + dm[1]
-    j, k = coulomb_exchange(system, dm, with_exchange=shift is not None or hybrid != 0.0)
-    k = hybrid * k
-    if long_range:
-        k = k + long_range * _exchange(system.eri_lr, system.df_factor_lr, dm)
-    e_xc = jnp.zeros(()) if functional.kind == "hf" else xc_energy(functional, params, system, dm)
-    return (jnp.sum(system.h_core * total) + 0.5 * jnp.sum(j * total) - 0.5 * jnp.sum(k * dm)
-            + e_xc + system.e_nuc)
-
-
-def _orbitals(static: _Static, system: KSSystem, fock):
-    """Orbital energies (2, nmo) and coefficients (2, nao, nmo) of spin Fock matrices (2, nao, nao)."""
-    x = system.orthogonalizer
-    energies, coeffs = [], []
-    for spin in range(2 if static.unrestricted else 1):
-        e, c = eigh_safe(x.T @ fock[spin] @ x)
-        energies.append(e)
-        coeffs.append(x @ c)
-    if not static.unrestricted:
-        energies, coeffs = energies * 2, coeffs * 2
-    return jnp.stack(energies), jnp.stack(coeffs)
-
-
-def _aufbau(static: _Static, coeffs):
-    """(2, nao, nao) density matrices occupying the lowest nelec[s] orbitals of each spin."""
-    return jnp.stack([c[:, :n] @ c[:, :n].T for c, n in zip(coeffs, static.nelec)])
-
-
-def _scf_map(static: _Static, params, system: KSSystem, dm):
-    """Phi(D): the aufbau density of the Fock matrix of ``dm`` (the SCF fixed-point map)."""
-    fock, _ = _fock_and_energy(static.functional, params, system, dm)
-    return _aufbau(static, _orbitals(static, system, fock)[1])
-
-
-def _commutator(system: KSSystem, fock, dm):
-    fds = fock @ dm @ system.overlap
-    return jnp.einsum("ia,sij,jb->sab", system.orthogonalizer, fds - jnp.swapaxes(fds, 1, 2),
-                      system.orthogonalizer)
-
-
-def _initial_state(static, mixer, params, system, dm0) -> SCFState:
-    fock, parts = _fock_and_energy(static.functional, params, system, dm0)
-    gradient_norm = jnp.linalg.norm(_commutator(system, fock, dm0))
-    return SCFState(dm0, fock, parts, jnp.asarray(jnp.inf), gradient_norm, mixer.init(fock),
-                    jnp.zeros((), jnp.int32))
-
-
-def _step(static: _Static, mixer, params, system: KSSystem, state: SCFState) -> SCFState:
-    """One CDIIS-extrapolated Roothaan step (as :func:`dftjax.scf._step`, with eigh_safe)."""
-    fock_mixed, mixer_state = mixer.update(state.mixer, state.fock, _commutator(system, state.fock, state.dm))
-    dm = _aufbau(static, _orbitals(static, system, fock_mixed)[1])
-    fock, parts = _fock_and_energy(static.functional, params, system, dm)
-    gradient_norm = jnp.linalg.norm(_commutator(system, fock, dm))
-    return SCFState(dm, fock, parts, parts.total - state.energy, gradient_norm, mixer_state, state.iteration + 1)
-
-
-def _damped_step(static: _Static, beta: float, params, system: KSSystem, state: SCFState) -> SCFState:
-    """One linearly mixed step, ``D <- (1 - beta) Phi(D) + beta D`` (the KSR trainers' choice)."""
-    dm = (1.0 - beta) * _aufbau(static, _orbitals(static, system, state.fock)[1]) + beta * state.dm
-    fock, parts = _fock_and_energy(static.functional, params, system, dm)
-    gradient_norm = jnp.linalg.norm(_commutator(system, fock, dm))
-    return SCFState(dm, fock, parts, parts.total - state.energy, gradient_norm, state.mixer, state.iteration + 1)
-
-
 def converge_state(static: _Static, params, system: KSSystem, dm0) -> SCFState:
-    """SCF to ``options.conv_tol`` / ``conv_tol_grad`` in a ``lax.while_loop`` (not differentiated)."""
-    options = static.options
-    conv_tol_grad = options.conv_tol_grad if options.conv_tol_grad is not None else float(np.sqrt(options.conv_tol))
-    mixer = diis(options.diis_space)
-    params, system, dm0 = jax.lax.stop_gradient((params, system, dm0))
-
-    def cond(state):
-        converged = (jnp.abs(state.delta_energy) < options.conv_tol) & (state.gradient_norm < conv_tol_grad)
-        return (~converged) & (state.iteration < options.max_cycle)
-
-    return jax.lax.while_loop(cond, lambda state: _step(static, mixer, params, system, state),
-                              _initial_state(static, mixer, params, system, dm0))
+    """SCF to ``options.conv_tol`` / ``conv_tol_grad``: the engine's :func:`dftjax.scf.converge`."""
+    return converge(static.problem, params, system, dm0)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
@@ -387,7 +249,7 @@ def converged_density(static: _Static, params, system: KSSystem, dm0):
     ``lax.custom_linear_solve`` (whose transpose gives the adjoint equation for reverse mode). The
     starting density ``dm0`` gets no derivative.
     """
-    return converge_state(static, params, system, dm0).dm
+    return converge(static.problem, params, system, dm0).dm
 
 
 @converged_density.defjvp
@@ -395,10 +257,11 @@ def _converged_density_jvp(static, primals, tangents):
     params, system, dm0 = primals
     d_params, d_system, _ = tangents
     dm = converged_density(static, params, system, dm0)
-    _, rhs = jax.jvp(lambda p, s: _scf_map(static, p, s, dm), (params, system), (d_params, d_system))
+    problem = static.problem
+    _, rhs = jax.jvp(lambda p, s: scf_map(problem, p, s, dm), (params, system), (d_params, d_system))
 
     def matvec(v):
-        return v - jax.jvp(lambda d: _scf_map(static, params, system, d), (dm,), (v,))[1]
+        return v - jax.jvp(lambda d: scf_map(problem, params, system, d), (dm,), (v,))[1]
 
     def solve(linear, b):
         x, _ = jax.scipy.sparse.linalg.gmres(linear, b, tol=static.response_tol, atol=0.0,
@@ -410,13 +273,16 @@ def _converged_density_jvp(static, primals, tangents):
     return dm, d_dm
 
 
-def _projected_density(static: _Static, overlap, occupied):
-    """D = C (C^T S C)^-1 C^T per spin: the span of C, normalised in the metric S."""
-    dms = []
-    for c in occupied:
-        m = c.T @ overlap @ c
-        dms.append(c @ jnp.linalg.solve(m, c.T))
-    return jnp.stack(dms)
+def _projected_density(overlap, coeffs, occ):
+    """D = C (C^T S C)^-1 C^T per spin over the occupied orbitals: their span, normalised in S.
+
+    ``coeffs`` (2, nao, nmo) and occupations ``occ`` (2, nmo) 0/1 (data, not a slice): the
+    virtual columns are zeroed and their block of ``C^T S C`` replaced by the identity, which is
+    the occupied-only formula exactly, values and derivatives.
+    """
+    c = coeffs * occ[:, None, :]
+    m = jnp.einsum("sia,ij,sjb->sab", c, overlap, c) + jax.vmap(jnp.diag)(1.0 - occ)
+    return jnp.einsum("sia,sab->sib", c, jnp.linalg.solve(m, jnp.swapaxes(c, 1, 2)))
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
@@ -428,19 +294,21 @@ def converged_energy(static: _Static, params, system: KSSystem, dm):
     The tangent of ``dm`` is not used to first order; under a second differentiation ``C0`` follows
     ``dm`` (the implicit response), which gives the correct Hessian.
     """
-    return total_energy(static.functional, params, system, dm)
+    return total_energy(static.functional, params, system, dm, static.problem.closed_shell)
 
 
 @converged_energy.defjvp
 def _converged_energy_jvp(static, primals, tangents):
     params, system, dm = primals
     d_params, d_system, _ = tangents
-    fock, _ = _fock_and_energy(static.functional, params, system, dm)
-    _, coeffs = _orbitals(static, system, fock)
-    occupied = [c[:, :n] for c, n in zip(coeffs, static.nelec)]
+    problem = static.problem
+    fock, _ = fock_and_energy(problem.functional, params, system, dm, problem.closed_shell)
+    _, coeffs = orbitals(problem, system, fock)
+    occ = occupations(system, coeffs.shape[-1])
 
     def energy(p, s):
-        return total_energy(static.functional, p, s, _projected_density(static, s.overlap, occupied))
+        return total_energy(problem.functional, p, s, _projected_density(s.overlap, coeffs, occ),
+                            problem.closed_shell)
 
     return jax.jvp(energy, (params, system), (d_params, d_system))
 
@@ -488,11 +356,10 @@ def scf_static(molecule, options: SCFOptions, functional, *, response_tol: float
         auxbasis = make_auxbasis(molecule, options.basis, options.auxbasis,
                                  exact_exchange=functional.kind == "hf" or functional.is_hybrid)
     return _Static(
-        functional=functional, basis=basis, auxbasis=auxbasis,
+        problem=SCFProblem.from_options(options, functional), basis=basis, auxbasis=auxbasis,
         grid_spec=make_grid_spec(molecule.atomic_numbers, options.grid_level),
         atomic_numbers=np.asarray(molecule.atomic_numbers), nelec=tuple(molecule.nelec),
-        unrestricted=options.unrestricted, options=options, response_tol=response_tol,
-        grid_response=bool(grid_response),
+        options=options, response_tol=response_tol, grid_response=bool(grid_response),
     )
 
 
@@ -553,8 +420,8 @@ def make_scf_function(molecule: Molecule, options: SCFOptions | None = None, *, 
     nuclear_charges = jnp.asarray(molecule.atomic_numbers, dtype=jnp.float64)
 
     def outputs(inp: SCFInputs, system: KSSystem, dm, energy) -> SCFOutput:
-        fock, _ = _fock_and_energy(functional, inp.params, system, dm)
-        mo_energy, mo_coeff = _orbitals(static, system, fock)
+        fock, _ = fock_and_energy(functional, inp.params, system, dm, static.problem.closed_shell)
+        mo_energy, mo_coeff = orbitals(static.problem, system, fock)
         dipole = -jnp.einsum("xij,ji->x", system.dipole_ints, dm[0] + dm[1]) + nuclear_charges @ inp.coords
         return SCFOutput(energy=energy, dm=dm, mo_energy=mo_energy, mo_coeff=mo_coeff, dipole=dipole)
 
@@ -565,23 +432,21 @@ def make_scf_function(molecule: Molecule, options: SCFOptions | None = None, *, 
         def energy_at(inp, system, dm):
             return converged_energy(static, inp.params, system, dm)
     else:
+        # the same engine step, with CDIIS or with linear mixing (no history) at damping beta
         if mixing == "diis":
-            mixer = diis(options.diis_space)
-            step = jax.checkpoint(lambda params, system, state: _step(static, mixer, params, system, state))
+            problem = dataclasses.replace(static.problem, level_shift=0.0, damping=0.0)
         else:
-            mixer = no_mixing()
             beta = float(mixing)
             if not 0.0 <= beta < 1.0:
                 raise ValueError(f"mixing {mixing!r}: expected 'diis' or a damping factor in [0, 1)")
-            step = jax.checkpoint(lambda params, system, state: _damped_step(static, beta, params, system, state))
+            problem = dataclasses.replace(static.problem, diis_space=0, level_shift=0.0, damping=beta)
 
         def density(inp: SCFInputs, system: KSSystem, start):
-            state = _initial_state(static, mixer, inp.params, system, jax.lax.stop_gradient(start))
-            state, _ = jax.lax.scan(lambda st, _: (step(inp.params, system, st), None), state, None, length=n_steps)
+            state, _ = iterate(problem, inp.params, system, jax.lax.stop_gradient(start), n_steps)
             return state.dm
 
         def energy_at(inp, system, dm):
-            return total_energy(functional, inp.params, system, dm)
+            return total_energy(functional, inp.params, system, dm, problem.closed_shell)
 
     def energy_and_density(inp: SCFInputs, start=None):
         system = system_fn(inp)

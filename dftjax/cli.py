@@ -133,6 +133,10 @@ def cmd_scf(args) -> dict:
         "attempts": list(result.attempts),
         "wall_time_s": result.wall_time_s,
         "timings_s": result.timings,
+        # XLA compilations of the whole run (the SCF's details under "compilation")
+        "compilations": result.compilations["compilations"],
+        "compilation": dict(result.compilations),
+        "size_class": result.size_class,
         "n_basis": result.n_basis,
         "xc": result.xc,
         "basis": result.basis,
@@ -146,8 +150,12 @@ def cmd_scf(args) -> dict:
     }
     if args.forces:
         from dftjax import properties_cli
+        from dftjax.compilation import CompilationCounter
 
-        properties_cli.add_forces_to_scf_result(payload, molecule, options, result)
+        with CompilationCounter() as counter:
+            properties_cli.add_forces_to_scf_result(payload, molecule, options, result)
+        payload["compilation"]["forces"] = counter.as_dict()
+        payload["compilations"] += counter.compilations
     return payload
 
 
@@ -290,30 +298,10 @@ def _register_train(subparsers) -> None:
         add(train_subparsers)
 
 
-def enable_compilation_cache() -> None:
-    """Keep XLA executables on disk between runs (JAX's persistent compilation cache).
-
-    Compilation dominates a cold run on small molecules; the cache makes the second run of the
-    same molecule structure start warm. ``DFTJAX_CACHE_DIR`` overrides the location, an empty
-    value turns the cache off.
-    """
-    import os
-
-    import jax
-
-    default = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "dftjax", "jax")
-    path = os.environ.get("DFTJAX_CACHE_DIR", default)
-    if path:
-        jax.config.update("jax_compilation_cache_dir", path)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-
-
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    import dftjax  # noqa: F401  (float64 on)
-
-    enable_compilation_cache()
+    import dftjax  # noqa: F401  (float64 on, persistent compilation cache on)
 
     try:
         result = args.func(args)

@@ -9,7 +9,7 @@ density matrix, so LDA, GGA, meta-GGA and learned functionals share one path:
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -80,13 +80,44 @@ class EnergyParts(NamedTuple):
         return self.one_electron + self.coulomb + self.exchange + self.xc + self.nuclear_repulsion
 
 
+class HybridParams(NamedTuple):
+    """Functional parameters with a differentiable fraction of exact exchange (a pytree).
+
+    Pass as the functional parameters (e.g. ``parameter_gradient(..., params=HybridParams(f.params,
+    jnp.asarray(f.exact_exchange)))``) to differentiate with respect to the exact-exchange
+    coefficient ``a0`` of a global hybrid: ``E = E_KS[functional] - (a0 - a0_f) E_x^HF`` with
+    ``E_x^HF = 1/2 sum_s tr(K[D_s] D_s)`` and ``a0_f`` the functional's own fraction, so the energy
+    and Fock matrix (``F_s -= (a0 - a0_f) K[D_s]``) are exactly those of the functional with ``a0``
+    (Becke, J. Chem. Phys. 98, 5648 (1993): B3LYP's ``a0 = 0.20``). Range-separated parts keep
+    their fixed coefficients.
+
+    Attributes:
+      xc: the semilocal functional's parameters (``Functional.params``).
+      exact_exchange: () fraction of full-range Hartree-Fock exchange.
+    """
+
+    xc: Any
+    exact_exchange: jax.Array
+
+
+def _split_params(functional: Functional, params):
+    """(semilocal params, exact-exchange shift a0 - a0_f or None)."""
+    if isinstance(params, HybridParams):
+        return params.xc, params.exact_exchange - exchange_coefficients(functional)[0]
+    return params, None
+
+
 def fock_and_energy(functional: Functional, params, system: KSSystem, dm, closed_shell: bool = False):
     """Spin Fock matrices (2, nao, nao) and :class:`EnergyParts` of density matrices dm.
 
     ``closed_shell`` (static): dm[0] == dm[1], use the functional's closed-shell formulas.
+    ``params`` may be :class:`HybridParams` (a differentiable exact-exchange fraction).
     """
+    params, shift = _split_params(functional, params)
     hybrid, long_range = exchange_coefficients(functional)
-    j, k = coulomb_exchange(system, dm, with_exchange=hybrid != 0.0)
+    if shift is not None:
+        hybrid = hybrid + shift
+    j, k = coulomb_exchange(system, dm, with_exchange=shift is not None or hybrid != 0.0)
     k = hybrid * k
     if long_range:
         k = k + long_range * _exchange(system.eri_lr, system.df_factor_lr, dm)
@@ -106,3 +137,23 @@ def fock_and_energy(functional: Functional, params, system: KSSystem, dm, closed
     return fock, parts
 
 
+
+
+def total_energy(functional: Functional, params, system: KSSystem, dm, closed_shell: bool = False) -> jax.Array:
+    """Kohn-Sham total energy (Ha) of spin density matrices dm (2, nao, nao), without the Fock build.
+
+    Equal to ``fock_and_energy(...)[1].total``; cheaper (no XC potential), and what is differentiated.
+    ``params`` may be :class:`HybridParams` (a differentiable exact-exchange fraction).
+    """
+    params, shift = _split_params(functional, params)
+    hybrid, long_range = exchange_coefficients(functional)
+    if shift is not None:
+        hybrid = hybrid + shift
+    total = dm[0] + dm[1]
+    j, k = coulomb_exchange(system, dm, with_exchange=shift is not None or hybrid != 0.0)
+    k = hybrid * k
+    if long_range:
+        k = k + long_range * _exchange(system.eri_lr, system.df_factor_lr, dm)
+    e_xc = jnp.zeros(()) if functional.kind == "hf" else xc_energy(functional, params, system, dm, closed_shell)
+    return (jnp.sum(system.h_core * total) + 0.5 * jnp.sum(j * total) - 0.5 * jnp.sum(k * dm)
+            + e_xc + system.e_nuc)

@@ -232,10 +232,7 @@ def main(argv=None) -> int:
                              "the table also gives the AE MAE without them")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    import dftjax  # noqa: F401  (float64)
-    from dftjax.cli import enable_compilation_cache
-
-    enable_compilation_cache()  # the per-molecule SCF compilations are reused by reruns
+    import dftjax  # noqa: F401  (float64; the persistent compilation cache serves reruns)
 
     try:
         molecules = [m for m in args.molecules.split(",") if m]
