@@ -42,7 +42,9 @@ Where padding lives in the pipeline. The molecule-sized quantities (``nao``, the
 are not part of the class, so padding and unpadding (:meth:`PaddedBasis.pad`,
 :meth:`PaddedBasis.unpad`) belong outside the jitted core, or in thin per-molecule wrappers. Inside
 a jitted function, pass ``shell_atom`` as an argument (traced): a NumPy index closed over inside
-``jit`` becomes a compile-time constant and makes the program molecule-specific again.
+``jit`` becomes a compile-time constant and makes the program molecule-specific again. Keep the
+array types steady as well: jit's cache key includes whether an argument is a NumPy or a JAX array,
+so ``overlap(basis, coords)`` with NumPy ``coords`` after JAX ``coords`` compiles a second time.
 
 >>> from basis.molecule import make_molecule
 >>> from basis.gto import make_basis
@@ -183,6 +185,12 @@ class PaddedBasis:
     @property
     def n_shells_pad(self) -> int:
         return int(self.shell_atom.shape[0])
+
+    @property
+    def ao_atom(self) -> np.ndarray:
+        """(nao_pad,) int32 atom of each padded AO (0 on padding AOs): ``basis.shell_atom`` no longer says."""
+        counts = [self.basis.n_functions(l) for l in self.basis.shell_l]
+        return np.repeat(self.shell_atom, counts).astype(np.int32)
 
     def shell_coords(self, atom_coords):
         """(n_shells_pad, 3) shell centres in bohr, the ``coords`` argument of the padded basis.
@@ -493,6 +501,6 @@ def padded_grid_points_weights(grid: GridData, coords_pad, becke_scheme: str = "
     own = jnp.take_along_axis(product, atom_index[None, :], axis=0)[0]
     # Padding atoms' own products are excluded from the normalisation; the nearest real atom has
     # P > 0, so the denominator stays positive (also on padding points, which sit on atom 0).
-    total = jnp.sum(product, axis=0)
+    total = jnp.sum(product * grid.atom_mask[:, None], axis=0)
     weights = grid.quadrature_weights * own * (1.0 / total)
     return points, weights

@@ -56,14 +56,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from basis.ao import ao_values
-from basis.grids import grid_points_weights, make_grid_spec
+from basis.grids import make_grid_spec
 from basis.gto import Basis, make_auxbasis, make_basis
 from basis.integrals import one_electron, two_electron
-from basis.molecule import Molecule, nuclear_repulsion
+from basis.molecule import Molecule
+from basis.size_class import (PaddedBasis, ladder_size, pad_atoms, pad_basis, pad_grid, padded_grid_points_weights,
+                              padded_leaves, three_centre_layout)
 from dftjax.fock import HybridParams, fock_and_energy, total_energy
 from dftjax.scf import (SCFProblem, SCFState, converge, eigh_safe, initial_density, iterate, occupations,
                         orbitals, scf_map)
-from dftjax.system import KSSystem, SCFOptions, check_options
+from dftjax.system import PAD_LEVEL, KSSystem, SCFOptions, check_options
 from functionals import Functional
 
 __all__ = [
@@ -114,26 +116,70 @@ class SCFOutput(NamedTuple):
     dipole: jax.Array
 
 
+class SCFData(NamedTuple):
+    """One molecule inside its size class, as arrays (a pytree: traced arguments, never constants).
+
+    Everything that distinguishes two molecules of one size class lives here, so a program
+    compiled for the class serves both (:mod:`basis.size_class`).
+
+    Attributes:
+      shell_atom: (n_shells_pad [+ n_aux_shells_pad],) int32 nucleus of each padded orbital shell
+        (then auxiliary shell, with density fitting); padding shells sit on nucleus 0.
+      charges: (n_atoms_pad,) nuclear charges, 0 on dummy nuclei.
+      nelec: (2,) alpha and beta electron counts (float).
+      ao_mask: (nao_pad,) 1 on real AOs, 0 on padding AOs.
+      reference_exponents, reference_coefficients: (n_shells_pad, max_nprim) the basis set's own
+        primitives in padded layout (padding: exponent 1, coefficient 0); coefficients for other
+        exponents are renormalised against them.
+      aux_mask: (naux_pad,) 1 on real auxiliary functions (density fitting), else (0,).
+      aux_exponents, aux_coefficients: padded auxiliary primitives, else (0,).
+      grid: :class:`basis.size_class.GridData` (None for Hartree-Fock).
+    """
+
+    shell_atom: jax.Array
+    charges: jax.Array
+    nelec: jax.Array
+    ao_mask: jax.Array
+    reference_exponents: jax.Array
+    reference_coefficients: jax.Array
+    aux_mask: jax.Array
+    aux_exponents: jax.Array
+    aux_coefficients: jax.Array
+    grid: Any
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class _Static:
-    """Everything about the calculation that is not differentiated (hashable by identity).
+    """Everything about the calculation that is neither differentiated nor data: a size class.
 
-    ``problem`` is the engine's :class:`~dftjax.scf.SCFProblem` (how the SCF iterates); the rest
-    says how the :class:`KSSystem` is built from the differentiable inputs and how the implicit
-    adjoint's linear response is solved.
+    Equal (and equally hashed) for every molecule of one size class with the same functional and
+    options, so module-level jitted functions taking it as a static argument compile once per
+    class. ``problem`` is the engine's :class:`~dftjax.scf.SCFProblem`; ``basis`` and
+    ``auxbasis`` are the padded structures (their arrays are replaced from the inputs and
+    :class:`SCFData`); the rest says how the grid is built and the linear response is solved.
     """
 
     problem: SCFProblem
     basis: Basis
     auxbasis: Basis | None
-    grid_spec: Any
-    atomic_numbers: np.ndarray
-    nelec: tuple[int, int]
-    options: SCFOptions
+    n_atoms_pad: int
+    becke_scheme: str = "becke"
     response_tol: float = 1e-10
     grid_response: bool = True
     response_restart: int = 40
     response_maxiter: int = 10
+
+    def _key(self):
+        structure = jax.tree_util.tree_structure
+        return (self.problem, structure(self.basis), None if self.auxbasis is None else structure(self.auxbasis),
+                self.n_atoms_pad, self.becke_scheme, self.response_tol, self.grid_response,
+                self.response_restart, self.response_maxiter)
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, _Static) and self._key() == other._key()
 
     @property
     def functional(self) -> Functional:
@@ -142,6 +188,31 @@ class _Static:
     @property
     def unrestricted(self) -> bool:
         return self.problem.unrestricted
+
+    @property
+    def density_fit(self) -> bool:
+        return self.auxbasis is not None
+
+
+def _renormalised(shell_l, a0, c0, exponents) -> jax.Array:
+    """Coefficients (n_shells, nprim) for ``exponents``, shells kept normalised against (a0, c0).
+
+    Shells whose reference coefficients are all zero (size-class padding) stay zero; the double
+    ``where`` keeps their 0/0 out of values and gradients.
+    """
+    l = np.asarray(shell_l, dtype=np.float64)[:, None]
+    power = (2.0 * l + 3.0) / 4.0  # (n_shells, 1)
+    d = c0 / a0**power
+
+    def self_overlap(a):  # (n_shells,) sum_pq d_p d_q <g_p|g_q>, d_p ~ c0_p / N(a0_p)
+        ratio = 2.0 * jnp.sqrt(a[:, :, None] * a[:, None, :]) / (a[:, :, None] + a[:, None, :])
+        return jnp.einsum("sp,sq,spq->s", d, d, ratio ** (l[:, :, None] + 1.5))
+
+    exponents = jnp.asarray(exponents)
+    reference, moved = self_overlap(jnp.asarray(a0)), self_overlap(exponents)
+    real = reference > 0
+    scale = jnp.where(real, jnp.sqrt(jnp.where(real, reference, 1.0) / jnp.where(real, moved, 1.0)), 0.0)
+    return c0 * (exponents / a0) ** power * scale[:, None]
 
 
 def renormalised_coefficients(basis: Basis, exponents) -> jax.Array:
@@ -152,33 +223,39 @@ def renormalised_coefficients(basis: Basis, exponents) -> jax.Array:
     with ``<g_p|g_q> = (2 sqrt(a_p a_q) / (a_p + a_q))^(l + 3/2)``. At ``basis.exponents`` the
     stored coefficients are returned unchanged.
     """
-    a0 = np.asarray(basis.exponents)
-    c0 = np.asarray(basis.coefficients)
-    l = np.asarray(basis.shell_l, dtype=np.float64)[:, None]
-    power = (2.0 * l + 3.0) / 4.0  # (n_shells, 1)
-
-    def self_overlap(a):  # (n_shells,) sum_pq d_p d_q <g_p|g_q>, d_p ~ c0_p / N(a0_p)
-        d = c0 / a0**power
-        ratio = 2.0 * jnp.sqrt(a[:, :, None] * a[:, None, :]) / (a[:, :, None] + a[:, None, :])
-        return jnp.einsum("sp,sq,spq->s", d, d, ratio ** (l[:, :, None] + 1.5))
-
-    exponents = jnp.asarray(exponents)
-    scale = jnp.sqrt(self_overlap(jnp.asarray(a0)) / self_overlap(exponents))
-    return c0 * (exponents / a0) ** power * scale[:, None]
+    return _renormalised(basis.shell_l, np.asarray(basis.exponents), np.asarray(basis.coefficients), exponents)
 
 
-def _with_exponents(basis: Basis, exponents) -> Basis:
-    return dataclasses.replace(basis, exponents=exponents, coefficients=renormalised_coefficients(basis, exponents))
+def nuclear_repulsion_padded(charges, coords) -> jax.Array:
+    """() sum_{A<B} Z_A Z_B / |R_A - R_B| (Ha) over nuclei with nonzero charge.
+
+    Dummy nuclei (charge 0) may coincide with real ones: those pairs are masked out of the value
+    and, by a double ``where``, out of the gradient.
+    """
+    n = coords.shape[0]
+    zz = charges[:, None] * charges[None, :]
+    pair = (zz != 0.0) & np.triu(np.ones((n, n), dtype=bool), k=1)
+    diff = coords[:, None, :] - coords[None, :, :]
+    r2 = jnp.sum(diff * diff, axis=-1)
+    return jnp.sum(jnp.where(pair, zz / jnp.sqrt(jnp.where(pair, r2, 1.0)), 0.0))
 
 
-def system_at(static: _Static, coords, field, exponents) -> KSSystem:
-    """The :class:`KSSystem` at nuclear positions ``coords`` (bohr), a pure JAX function.
+def system_at(static: _Static, coords, field, exponents, data: SCFData) -> KSSystem:
+    """The :class:`KSSystem` of a size class at padded nuclear positions, a pure JAX function.
 
-    As :func:`dftjax.system.build_system`, differentiable in ``coords`` (integrals, grid points
-    and Becke weights, AO values), the field (3,) and the orbital exponents. The orthogonaliser is
-    ``X = L^-T`` with ``S = L L^T`` (smooth in the geometry, unlike a canonical one built from
-    eigenvectors of S); no linear dependencies are removed. With ``static.grid_response`` False the
-    grid points and weights are those of ``coords`` but carry no derivative (a space-fixed grid).
+    As :func:`dftjax.system.build_system` with ``padded=True``, differentiable in ``coords``
+    (integrals, grid points and Becke weights, AO values), the field (3,) and the orbital exponents.
+    The orthogonaliser is ``X = L^-T`` with ``S = L L^T`` (smooth in the geometry, unlike a canonical
+    one built from eigenvectors of S); no linear dependencies are removed. With
+    ``static.grid_response`` False the grid points and weights are those of ``coords`` but carry no
+    derivative (a space-fixed grid).
+
+    Args:
+      static: the size class and options.
+      coords: (n_atoms_pad, 3) nuclear positions, bohr (dummy nuclei anywhere, e.g. on nucleus 0).
+      field: (3,) uniform electric field, atomic units.
+      exponents: (n_shells_pad, max_nprim) orbital exponents in padded layout.
+      data: the molecule (:class:`SCFData`).
     """
     functional = static.functional
     if getattr(functional, "needs_grid_coulomb", False):
@@ -187,41 +264,50 @@ def system_at(static: _Static, coords, field, exponents) -> KSSystem:
             "(PySCF int1e_grids), which are not differentiable in nuclear positions here: no forces, "
             "field or exponent derivatives, and no unrolled adjoint; use dftjax.xc3d.train.converge / "
             "the implicit-adjoint trainer for parameter gradients")
-    basis = _with_exponents(static.basis, exponents)
-    charges = jnp.asarray(static.atomic_numbers, dtype=jnp.float64)
-    s = one_electron.overlap(basis, coords)
-    dipole_ints = one_electron.dipole(basis, coords)
-    h = (one_electron.kinetic(basis, coords) + one_electron.nuclear_attraction(basis, coords, charges)
-         + jnp.einsum("x,xij->ij", field, dipole_ints))
-    e_nuc = nuclear_repulsion(static.atomic_numbers, coords) - field @ (charges @ coords)
+    coefficients = _renormalised(static.basis.shell_l, data.reference_exponents, data.reference_coefficients,
+                                 exponents)
+    basis = dataclasses.replace(static.basis, exponents=exponents, coefficients=coefficients)
+    centres = jnp.take(coords, data.shell_atom, axis=0)  # shell centres: data, not structure
+    padding = 1.0 - data.ao_mask
+    s = one_electron.overlap(basis, centres) + jnp.diag(padding)
+    dipole_ints = one_electron.dipole(basis, centres)
+    h = (one_electron.kinetic(basis, centres)
+         + one_electron.point_charge_attraction(basis, centres, coords, data.charges)
+         + jnp.einsum("x,xij->ij", field, dipole_ints) + PAD_LEVEL * jnp.diag(padding))
+    e_nuc = nuclear_repulsion_padded(data.charges, coords) - field @ (data.charges @ coords)
     low = jnp.linalg.cholesky(s)
     x = jax.scipy.linalg.solve_triangular(low, jnp.eye(s.shape[0]), lower=True).T
     omega = functional.omega
     eri = df = eri_lr = df_lr = jnp.zeros((0,))
-    if static.options.density_fit:
-        df = _df_factor(basis, static.auxbasis, coords, 0.0)
+    if static.density_fit:
+        aux = dataclasses.replace(static.auxbasis, exponents=data.aux_exponents, coefficients=data.aux_coefficients)
+        df = _df_factor(basis, aux, centres, 0.0, data.aux_mask)
         if omega:
-            df_lr = _df_factor(basis, static.auxbasis, coords, omega)
+            df_lr = _df_factor(basis, aux, centres, omega, data.aux_mask)
     else:
-        eri = two_electron.electron_repulsion(basis, coords)
+        eri = two_electron.electron_repulsion(basis, centres)
         if omega:
-            eri_lr = two_electron.electron_repulsion(basis, coords, omega=omega)
+            eri_lr = two_electron.electron_repulsion(basis, centres, omega=omega)
     if functional.kind == "hf":
         ao = jnp.zeros((4, 0, basis.nao))
         weights = jnp.zeros((0,))
     else:
         grid_coords = coords if static.grid_response else jax.lax.stop_gradient(coords)
-        points, weights = grid_points_weights(static.grid_spec, grid_coords)
-        ao = ao_values(basis, coords, points, deriv=1)
+        points, weights = padded_grid_points_weights(data.grid, grid_coords, becke_scheme=static.becke_scheme)
+        ao = ao_values(basis, centres, points, deriv=1)
     return KSSystem(overlap=s, h_core=h, orthogonalizer=x, e_nuc=e_nuc, eri=eri, df_factor=df,
                     eri_lr=eri_lr, df_factor_lr=df_lr, ao=ao, weights=weights, dipole_ints=dipole_ints,
-                    nelec=jnp.asarray(static.nelec, dtype=jnp.float64))
+                    nelec=data.nelec)
 
 
-def _df_factor(basis: Basis, aux: Basis, coords, omega: float):
-    """B = L^-1 (P|mu nu) with L L^T = (P|Q) (differentiable version of system._df_factor)."""
+def _df_factor(basis: Basis, aux: Basis, coords, omega: float, aux_mask):
+    """B = L^-1 (P|mu nu) with L L^T = (P|Q) (differentiable version of system._df_factor).
+
+    Padding auxiliary functions get a unit metric diagonal; their rows of (P|mu nu), hence of B,
+    vanish.
+    """
     j3 = two_electron.coulomb_3c(basis, aux, coords, omega=omega)
-    j2 = two_electron.coulomb_2c(aux, coords, omega=omega)
+    j2 = two_electron.coulomb_2c(aux, coords, omega=omega) + jnp.diag(1.0 - aux_mask)
     naux, nao = j2.shape[0], j3.shape[0]
     j3 = j3.reshape(-1, naux).T
     if omega:
@@ -323,15 +409,20 @@ class DifferentiableSCF(NamedTuple):
     Each function takes ``(inputs, start=None)``: ``start`` (2, nao, nao) is the density the SCF
     starts from (default ``dm0``; e.g. the previous geometry's density in an optimisation). It is
     an argument, not a constant, so one jitted function serves every starting point; it gets no
-    derivative.
+    derivative. Inputs and outputs are in the molecule's own layout (PySCF's AO order); inside,
+    the SCF runs in the padded layout of the molecule's size class.
 
     Attributes:
       apply: ``SCFInputs -> SCFOutput``.
       energy: ``SCFInputs -> ()`` total energy only (cheapest derivatives).
       energy_and_density: ``SCFInputs -> ((), (2, nao, nao))``, for ``value_and_grad(has_aux=True)``.
       inputs: the :class:`SCFInputs` of the molecule as given (zero field, default params).
-      system: ``SCFInputs -> KSSystem``, the integrals and grid at those inputs.
+      system: ``SCFInputs -> KSSystem``, the integrals and grid at those inputs (padded layout).
       dm0: (2, nao, nao) the default starting density.
+      static, adjoint, data, layout: the size class (a static, hashable value), the adjoint
+        strategy, the molecule's :class:`SCFData` and its padded basis, for the module-level
+        jitted kernels (:func:`energy_forces_padded`, :func:`hessian_padded`) that compile once
+        per size class; :meth:`padded_arguments` prepares their arguments.
     """
 
     apply: Callable[..., SCFOutput]
@@ -340,27 +431,141 @@ class DifferentiableSCF(NamedTuple):
     inputs: SCFInputs
     system: Callable[[SCFInputs], KSSystem]
     dm0: jax.Array
+    static: Any = None
+    adjoint: Any = None
+    data: Any = None
+    layout: Any = None
+
+    def padded_arguments(self, inputs: SCFInputs | None = None, start=None) -> tuple:
+        """``(coords_pad, field, params, exponents_pad, start_pad, data)`` as concrete arrays.
+
+        The trailing arguments of :func:`energy_forces_padded` and :func:`hessian_padded`;
+        dummy nuclei sit on nucleus 0, padding AOs of ``start`` are zero.
+        """
+        inputs = self.inputs if inputs is None else inputs
+        start = self.dm0 if start is None else start
+        coords = np.asarray(inputs.coords, dtype=np.float64)
+        coords_pad, _ = pad_atoms(coords, np.zeros(len(coords)), self.static.n_atoms_pad)
+        exponents_pad, _ = padded_leaves(self.layout, np.asarray(inputs.exponents), np.asarray(inputs.exponents))
+        start_pad = self.layout.pad_matrix(np.asarray(start))
+        return (jnp.asarray(coords_pad), jnp.asarray(inputs.field), inputs.params, jnp.asarray(exponents_pad),
+                jnp.asarray(start_pad), self.data)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Adjoint:
+    """How derivatives pass through the SCF (hashable): ``"implicit"``, or ``"unrolled"`` with
+    ``n_steps`` iterations of CDIIS (``mixing="diis"``) or of linear mixing at damping ``mixing``."""
+
+    kind: str = "implicit"
+    n_steps: int = 0
+    mixing: str | float = 0.3
+
+    def problem(self, problem: SCFProblem) -> SCFProblem:
+        if self.mixing == "diis":
+            return dataclasses.replace(problem, level_shift=0.0, damping=0.0)
+        return dataclasses.replace(problem, diis_space=0, level_shift=0.0, damping=float(self.mixing))
+
+
+def _density(static: _Static, adjoint: _Adjoint, params, system: KSSystem, start):
+    if adjoint.kind == "implicit":
+        return converged_density(static, params, system, start)
+    state, _ = iterate(adjoint.problem(static.problem), params, system, jax.lax.stop_gradient(start),
+                       adjoint.n_steps)
+    return state.dm
+
+
+def _energy(static: _Static, adjoint: _Adjoint, params, system: KSSystem, dm):
+    if adjoint.kind == "implicit":
+        return converged_energy(static, params, system, dm)
+    return total_energy(static.functional, params, system, dm, static.problem.closed_shell)
+
+
+def padded_energy_and_density(static: _Static, adjoint: _Adjoint, coords, field, params, exponents, start,
+                              data: SCFData):
+    """``(energy (), dm (2, nao_pad, nao_pad))`` of the size-class SCF at padded inputs (pure JAX)."""
+    system = system_at(static, coords, field, exponents, data)
+    dm = _density(static, adjoint, params, system, start)
+    return _energy(static, adjoint, params, system, dm), dm
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def energy_forces_padded(static: _Static, adjoint: _Adjoint, coords, field, params, exponents, start,
+                         data: SCFData):
+    """``(energy (), forces (n_atoms_pad, 3) Ha/bohr, dm (2, nao_pad, nao_pad))``, jitted once per size class.
+
+    Forces on dummy nuclei are zero (they carry no charge, basis function or grid weight).
+    """
+    (energy, dm), gradient = jax.value_and_grad(
+        lambda c: padded_energy_and_density(static, adjoint, c, field, params, exponents, start, data),
+        has_aux=True)(coords)
+    return energy, -gradient, dm
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def hessian_padded(static: _Static, adjoint: _Adjoint, coords, field, params, exponents, start, data: SCFData):
+    """(n_atoms_pad, 3, n_atoms_pad, 3) nuclear Hessian (Ha/bohr^2), jitted once per size class."""
+    energy = lambda c: padded_energy_and_density(static, adjoint, c, field, params, exponents, start, data)[0]  # noqa: E731
+    return jax.jacfwd(jax.grad(energy))(coords)
+
+
+def _to_arrays(tree):
+    return jax.tree_util.tree_map(lambda x: jnp.asarray(x) if isinstance(x, np.ndarray) else x, tree)
+
+
+def size_class_setup(molecule: Molecule, options: SCFOptions, functional: Functional, *,
+                     response_tol: float = 1e-10, grid_response: bool = True) -> tuple[_Static, SCFData, PaddedBasis]:
+    """The size class of ``molecule`` (static), its :class:`SCFData` and its padded orbital basis.
+
+    ``options`` must already be checked (``check_options``). The grid is dftjax's differentiable
+    one at ``options.grid_level`` (``pyscf_grids`` is ignored).
+    """
+    basis = make_basis(molecule, options.basis)
+    orbital = pad_basis(basis)
+    n_atoms_pad = ladder_size(molecule.n_atoms)
+    charges = np.zeros(n_atoms_pad)
+    charges[:molecule.n_atoms] = molecule.atomic_numbers
+    auxbasis = None
+    shell_atom = orbital.shell_atom
+    aux_mask = aux_exponents = aux_coefficients = np.zeros((0,))
+    if options.density_fit:
+        aux = pad_basis(make_auxbasis(molecule, options.basis, options.auxbasis,
+                                      exact_exchange=functional.kind == "hf" or functional.is_hybrid))
+        _, auxbasis, shell_atom = three_centre_layout(orbital, aux)
+        aux_mask, aux_exponents, aux_coefficients = aux.ao_mask, aux.basis.exponents, aux.basis.coefficients
+        auxbasis = dataclasses.replace(auxbasis, exponents=None, coefficients=None)
+    grid = None
+    becke_scheme = "becke"
+    if functional.kind != "hf":
+        spec = make_grid_spec(molecule.atomic_numbers, options.grid_level)
+        grid = pad_grid(spec, n_atoms_pad)
+        becke_scheme = spec.options.becke_scheme
+    data = SCFData(
+        shell_atom=np.asarray(shell_atom, dtype=np.int32), charges=charges,
+        nelec=np.asarray(molecule.nelec, dtype=np.float64), ao_mask=orbital.ao_mask,
+        reference_exponents=np.asarray(orbital.basis.exponents),
+        reference_coefficients=np.asarray(orbital.basis.coefficients),
+        aux_mask=aux_mask, aux_exponents=np.asarray(aux_exponents), aux_coefficients=np.asarray(aux_coefficients),
+        grid=grid,
+    )
+    static = _Static(
+        problem=SCFProblem.from_options(options, functional),
+        basis=dataclasses.replace(orbital.basis, exponents=None, coefficients=None), auxbasis=auxbasis,
+        n_atoms_pad=n_atoms_pad, becke_scheme=becke_scheme, response_tol=response_tol,
+        grid_response=bool(grid_response),
+    )
+    return static, _to_arrays(data), orbital
 
 
 def scf_static(molecule, options: SCFOptions, functional, *, response_tol: float,
                grid_response: bool = True) -> _Static:
-    """The hashable description of one SCF problem that the kernels of this module take.
+    """The hashable description (size class and options) that the kernels of this module take.
 
-    Orbital basis, auxiliary basis when ``options.density_fit``, grid specification and
-    electron counts for ``molecule``; ``response_tol`` and ``grid_response`` as in
-    :func:`make_scf_function`. ``options`` must already be checked (``check_options``).
+    ``response_tol`` and ``grid_response`` as in :func:`make_scf_function`. ``options`` must
+    already be checked (``check_options``).
     """
-    basis = make_basis(molecule, options.basis)
-    auxbasis = None
-    if options.density_fit:
-        auxbasis = make_auxbasis(molecule, options.basis, options.auxbasis,
-                                 exact_exchange=functional.kind == "hf" or functional.is_hybrid)
-    return _Static(
-        problem=SCFProblem.from_options(options, functional), basis=basis, auxbasis=auxbasis,
-        grid_spec=make_grid_spec(molecule.atomic_numbers, options.grid_level),
-        atomic_numbers=np.asarray(molecule.atomic_numbers), nelec=tuple(molecule.nelec),
-        options=options, response_tol=response_tol, grid_response=bool(grid_response),
-    )
+    return size_class_setup(molecule, options, functional, response_tol=response_tol,
+                            grid_response=grid_response)[0]
 
 
 def make_scf_function(molecule: Molecule, options: SCFOptions | None = None, *, adjoint: str = "implicit",
@@ -404,62 +609,60 @@ def make_scf_function(molecule: Molecule, options: SCFOptions | None = None, *, 
         raise ValueError(f"unknown adjoint {adjoint!r}: expected one of {ADJOINTS}")
     if adjoint == "unrolled" and (n_steps is None or n_steps < 1):
         raise ValueError("adjoint='unrolled' needs n_steps >= 1 SCF iterations")
+    if adjoint == "unrolled" and mixing != "diis" and not 0.0 <= float(mixing) < 1.0:
+        raise ValueError(f"mixing {mixing!r}: expected 'diis' or a damping factor in [0, 1)")
     named = check_options(molecule, options)
     functional = named if functional is None else functional
-    static = scf_static(molecule, options, functional, response_tol=response_tol, grid_response=grid_response)
-    basis = static.basis
+    static, data, layout = size_class_setup(molecule, options, functional, response_tol=response_tol,
+                                            grid_response=grid_response)
+    strategy = _Adjoint() if adjoint == "implicit" else _Adjoint("unrolled", int(n_steps),
+                                                                  mixing if mixing == "diis" else float(mixing))
+    basis = make_basis(molecule, options.basis)
     inputs = SCFInputs(coords=jnp.asarray(molecule.coords, dtype=jnp.float64), field=jnp.zeros(3),
                        params=functional.params, exponents=jnp.asarray(basis.exponents))
-    system_fn = lambda inp: system_at(static, inp.coords, inp.field, inp.exponents)  # noqa: E731
+    n_atoms, nao = molecule.n_atoms, basis.nao
+
+    def padded(inp: SCFInputs):
+        coords, _ = pad_atoms(inp.coords, np.zeros(n_atoms), static.n_atoms_pad)
+        exponents, _ = padded_leaves(layout, inp.exponents, inp.exponents)
+        return coords, exponents
+
+    def system_fn(inp: SCFInputs) -> KSSystem:
+        coords, exponents = padded(inp)
+        return system_at(static, coords, inp.field, exponents, data)
+
     if dm0 is None:
         system0 = None  # the minao guess needs no integrals
         if options.init_guess != "minao" or options.break_symmetry:
-            system0 = system_at(static, inputs.coords, inputs.field, inputs.exponents)
-        dm0 = initial_density(molecule, system0, options)
+            system0 = system_fn(inputs)
+        dm0 = initial_density(molecule, system0, options, None if system0 is None else layout)
+        if system0 is not None:
+            dm0 = layout.unpad_matrix(dm0)
     dm0 = jnp.asarray(dm0)
-    nuclear_charges = jnp.asarray(molecule.atomic_numbers, dtype=jnp.float64)
-
-    def outputs(inp: SCFInputs, system: KSSystem, dm, energy) -> SCFOutput:
-        fock, _ = fock_and_energy(functional, inp.params, system, dm, static.problem.closed_shell)
-        mo_energy, mo_coeff = orbitals(static.problem, system, fock)
-        dipole = -jnp.einsum("xij,ji->x", system.dipole_ints, dm[0] + dm[1]) + nuclear_charges @ inp.coords
-        return SCFOutput(energy=energy, dm=dm, mo_energy=mo_energy, mo_coeff=mo_coeff, dipole=dipole)
-
-    if adjoint == "implicit":
-        def density(inp: SCFInputs, system: KSSystem, start):
-            return converged_density(static, inp.params, system, start)
-
-        def energy_at(inp, system, dm):
-            return converged_energy(static, inp.params, system, dm)
-    else:
-        # the same engine step, with CDIIS or with linear mixing (no history) at damping beta
-        if mixing == "diis":
-            problem = dataclasses.replace(static.problem, level_shift=0.0, damping=0.0)
-        else:
-            beta = float(mixing)
-            if not 0.0 <= beta < 1.0:
-                raise ValueError(f"mixing {mixing!r}: expected 'diis' or a damping factor in [0, 1)")
-            problem = dataclasses.replace(static.problem, diis_space=0, level_shift=0.0, damping=beta)
-
-        def density(inp: SCFInputs, system: KSSystem, start):
-            state, _ = iterate(problem, inp.params, system, jax.lax.stop_gradient(start), n_steps)
-            return state.dm
-
-        def energy_at(inp, system, dm):
-            return total_energy(functional, inp.params, system, dm, problem.closed_shell)
 
     def energy_and_density(inp: SCFInputs, start=None):
-        system = system_fn(inp)
-        dm = density(inp, system, dm0 if start is None else start)
-        return energy_at(inp, system, dm), dm
+        coords, exponents = padded(inp)
+        start = layout.pad_matrix(dm0 if start is None else start)
+        energy, dm = padded_energy_and_density(static, strategy, coords, inp.field, inp.params, exponents,
+                                               start, data)
+        return energy, layout.unpad_matrix(dm)
 
     def energy_fn(inp: SCFInputs, start=None):
         return energy_and_density(inp, start)[0]
 
     def apply(inp: SCFInputs, start=None) -> SCFOutput:
-        system = system_fn(inp)
-        dm = density(inp, system, dm0 if start is None else start)
-        return outputs(inp, system, dm, energy_at(inp, system, dm))
+        coords, exponents = padded(inp)
+        system = system_at(static, coords, inp.field, exponents, data)
+        dm = _density(static, strategy, inp.params, system, layout.pad_matrix(dm0 if start is None else start))
+        energy = _energy(static, strategy, inp.params, system, dm)
+        fock, _ = fock_and_energy(functional, inp.params, system, dm, static.problem.closed_shell)
+        mo_energy, mo_coeff = orbitals(static.problem, system, fock)
+        # padding AOs are orbitals at PAD_LEVEL, the top nao_pad - nao of the spectrum
+        mo_energy, mo_coeff = mo_energy[:, :nao], layout.unpad_rows(mo_coeff)[:, :, :nao]
+        dipole = -jnp.einsum("xij,ji->x", system.dipole_ints, dm[0] + dm[1]) + data.charges @ coords
+        return SCFOutput(energy=energy, dm=layout.unpad_matrix(dm), mo_energy=mo_energy, mo_coeff=mo_coeff,
+                         dipole=dipole)
 
     return DifferentiableSCF(apply=apply, energy=energy_fn, energy_and_density=energy_and_density,
-                             inputs=inputs, system=system_fn, dm0=dm0)
+                             inputs=inputs, system=system_fn, dm0=dm0, static=static, adjoint=strategy,
+                             data=data, layout=layout)

@@ -29,7 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from basis.molecule import Molecule
-from dftjax.adjoint import DifferentiableSCF, HybridParams, make_scf_function
+from dftjax.adjoint import (DifferentiableSCF, HybridParams, energy_forces_padded, hessian_padded,
+                            make_scf_function)
 from dftjax.system import SCFOptions
 from functionals import Functional
 
@@ -57,12 +58,14 @@ def force_function(molecule: Molecule, options: SCFOptions | None = None, *, adj
     """
     scf = _scf(molecule, options, adjoint, n_steps, grid_response=grid_response)
     inputs = scf.inputs if params is None else scf.inputs._replace(params=params)
+    n_atoms = molecule.n_atoms
 
-    @jax.jit
     def energy_forces(coords, start):
-        (energy, dm), gradient = jax.value_and_grad(
-            lambda c: scf.energy_and_density(inputs._replace(coords=c), start), has_aux=True)(coords)
-        return energy, -gradient, dm
+        # one program per size class (energy_forces_padded is module-level, its static argument
+        # the class): molecules of a class share it, in this process and through the disk cache
+        arguments = scf.padded_arguments(inputs._replace(coords=coords), start)
+        energy, f, dm = energy_forces_padded(scf.static, scf.adjoint, *arguments)
+        return energy, f[:n_atoms], scf.layout.unpad_matrix(dm)
 
     return energy_forces, scf.dm0
 
@@ -126,8 +129,8 @@ def hessian(molecule: Molecule, options: SCFOptions | None = None, *, adjoint: s
         The two differ by the grid's quadrature error, which shrinks as ``grid_level`` grows.
     """
     scf = _scf(molecule, options, adjoint, n_steps, grid_response=grid_response)
-    energy = lambda c: scf.energy(scf.inputs._replace(coords=c))  # noqa: E731
-    h = np.asarray(jax.jit(jax.jacfwd(jax.grad(energy)))(jnp.asarray(molecule.coords)))
+    n = molecule.n_atoms
+    h = np.asarray(hessian_padded(scf.static, scf.adjoint, *scf.padded_arguments()))[:n, :, :n, :]
     n = 3 * molecule.n_atoms
     flat = h.reshape(n, n)
     return (0.5 * (flat + flat.T)).reshape(h.shape)

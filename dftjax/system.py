@@ -21,7 +21,8 @@ from basis.gto import Basis, make_auxbasis, make_basis
 from basis.grids import make_grid, make_grid_spec, pyscf_grid
 from basis.integrals import one_electron, two_electron
 from basis.molecule import Molecule, nuclear_repulsion
-from basis.size_class import ladder_size, pad_atoms, pad_basis, pad_grid, padded_grid_points_weights
+from basis.size_class import (ladder_size, pad_atoms, pad_basis, pad_grid, padded_grid_points_weights,
+                              three_centre_layout)
 from functionals import Functional, get_functional
 
 LINDEP_THRESHOLD = 1e-8
@@ -246,15 +247,12 @@ def build_system(molecule: Molecule, options: SCFOptions, basis: Basis | None = 
         # from the padded nuclei), so the compiled integrals do not depend on the molecule. The
         # auxiliary shells' centres follow the orbital ones in one array (coulomb_3c takes one).
         coords_pad, charges_pad = pad_atoms(coords, charges, layout.n_atoms_pad)
-        centres = layout.orbital.shell_coords(coords_pad)
         int_basis, nuclei, nuclear_charges = layout.orbital.basis, coords_pad, charges_pad
-        ao_pad = 1.0 - jnp.asarray(layout.orbital.ao_mask)
+        shell_atom = layout.orbital.shell_atom
         if aux is not None:
-            aux_centres = layout.auxiliary.shell_coords(coords_pad)
-            n_orbital = centres.shape[0]
-            aux = dataclasses.replace(layout.auxiliary.basis,
-                                      shell_atom=tuple(range(n_orbital, n_orbital + aux_centres.shape[0])))
-            centres = jnp.concatenate([centres, aux_centres])
+            _, aux, shell_atom = three_centre_layout(layout.orbital, layout.auxiliary)
+        centres = jnp.take(coords_pad, jnp.asarray(shell_atom), axis=0)
+        ao_pad = 1.0 - jnp.asarray(layout.orbital.ao_mask)
         if spec is not None:
             # the grid as data too: one compiled grid per (n_atoms_pad, n_grid_pad)
             grid_data = pad_grid(spec, layout.n_atoms_pad, layout.n_grid_pad)

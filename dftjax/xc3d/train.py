@@ -186,7 +186,7 @@ def converge(molecule, scf_options: SCFOptions, functional, params=None, *, resp
     check_options(molecule, scf_options)
     static = _scf_static(molecule, scf_options, functional,
                          XC3DOptions(basis=scf_options.basis, response_tol=response_tol))
-    system = system_for(molecule, scf_options, functional, static.basis)
+    system = system_for(molecule, scf_options, functional)
     params = functional.params if params is None else params
     state = jax.jit(lambda p, s, d: adjoint.converge_state(static, p, s, d))(params, system,
                                                                          initial_density(molecule, None, scf_options))
@@ -214,7 +214,7 @@ def make_problem(reference: Reference, functional, options: XC3DOptions) -> Syst
     if options.adjoint != "implicit":
         return _make_unrolled_problem(reference, functional, options, molecule, scf_options)
     static = _scf_static(molecule, scf_options, functional, options)
-    system = system_for(molecule, scf_options, functional, static.basis)
+    system = system_for(molecule, scf_options, functional)
     if system.overlap.shape[-1] != reference.dm.shape[-1]:
         raise ValueError(f"{reference.name}: reference density has {reference.dm.shape[-1]} AOs, "
                          f"basis {options.basis!r} {system.overlap.shape[-1]}: wrong --basis for the data")

@@ -45,3 +45,18 @@ def test_one_compilation_serves_a_size_class():
     assert first.compilations["compilations"] + first.compilations["cache_hits"] > 0
     assert counter.compilations == 0, counter.as_dict()
     assert second.converged and second.energy < -38.0
+
+
+def test_force_program_compiles_once_per_size_class():
+    from dftjax.properties import forces
+
+    options = SCFOptions(xc="pbe", basis="sto-3g", grid_level=1)
+    water = forces(WATER, options)
+    # the geometry's symmetry: no force across the molecular plane, equal and mirrored H forces
+    np.testing.assert_allclose(water[:, 0], 0.0, atol=1e-8)
+    np.testing.assert_allclose(water[1], water[2] * np.array([1.0, -1.0, 1.0]), atol=1e-8)
+    assert abs(water.sum(axis=0)).max() < 1e-6  # translational invariance (grid response included)
+    with CompilationCounter() as counter:
+        methylene = forces(METHYLENE, options)
+    assert counter.compilations == 0, counter.as_dict()
+    assert methylene.shape == (3, 3) and abs(methylene.sum(axis=0)).max() < 1e-6
