@@ -65,7 +65,8 @@ from basis.size_class import (PaddedBasis, ladder_size, pad_atoms, pad_basis, pa
 from dftjax.fock import HybridParams, fock_and_energy, total_energy
 from dftjax.scf import (SCFProblem, SCFState, converge, eigh_safe, initial_density, iterate, occupations,
                         orbitals, scf_map)
-from dftjax.system import PAD_LEVEL, KSSystem, SCFOptions, check_options
+from dftjax.system import (PAD_LEVEL, KSSystem, SCFOptions, SizeClassLayout, canonical_orthogonalizer,
+                           check_options, shard_grid)
 from functionals import Functional
 
 __all__ = [
@@ -555,6 +556,30 @@ def size_class_setup(molecule: Molecule, options: SCFOptions, functional: Functi
         grid_response=bool(grid_response),
     )
     return static, _to_arrays(data), orbital
+
+
+_system_at = jax.jit(system_at, static_argnums=0)
+
+
+def padded_system(molecule: Molecule, options: SCFOptions, functional: Functional):
+    """``(system, layout)``: the size-class :class:`KSSystem` of ``molecule`` for the plain SCF.
+
+    One jitted :func:`system_at` (integrals, grid, AO values in one program per size class, so a
+    molecule of a known class compiles nothing), then the canonical orthogonaliser of
+    :func:`dftjax.system.canonical_orthogonalizer` (linear dependencies dropped as zero columns)
+    in place of the Cholesky one, and the grid split across devices when several are visible.
+    """
+    static, data, orbital = size_class_setup(molecule, options, functional)
+    coords, _ = pad_atoms(np.asarray(molecule.coords, dtype=np.float64), np.zeros(molecule.n_atoms),
+                          static.n_atoms_pad)
+    system = _system_at(static, jnp.asarray(coords), jnp.zeros(3), data.reference_exponents, data)
+    x = canonical_orthogonalizer(np.asarray(system.overlap), padded=True)
+    system = system._replace(orthogonalizer=jnp.asarray(x))
+    if options.shard_grid and functional.kind != "hf":
+        system = shard_grid(system)
+    layout = SizeClassLayout(orbital=orbital, n_aux_pad=int(data.aux_mask.shape[0]),
+                             n_atoms_pad=static.n_atoms_pad, n_grid_pad=int(system.weights.shape[0]))
+    return system, layout
 
 
 def scf_static(molecule, options: SCFOptions, functional, *, response_tol: float,

@@ -381,8 +381,10 @@ def _run_scf(molecule: Molecule, options: SCFOptions, params, verbose: bool) -> 
     params = functional.params if params is None else params
     basis = make_basis(molecule, options.basis)
     layout = None
-    if options.size_classes:
-        system, layout = build_system(molecule, options, basis, padded=True)
+    if uses_size_classes(options, functional):
+        from dftjax.adjoint import padded_system  # the differentiable system builder, jitted per class
+
+        system, layout = padded_system(molecule, options, functional)
     else:
         system = build_system(molecule, options, basis)
     dm = jax.block_until_ready(initial_density(molecule, system, options, layout))
@@ -472,6 +474,13 @@ def _result(molecule, options, basis, system, layout, problem, state, converged,
         timings=timings,
         size_class=layout.describe() if layout is not None else size_class(system),
     )
+
+
+def uses_size_classes(options: SCFOptions, functional: Functional) -> bool:
+    """Whether ``run_scf`` pads to a size class: asked for, on dftjax's own grid, and a functional
+    that reads only the density (nonlocal ones take PySCF's grid Coulomb potentials)."""
+    return (options.size_classes and not options.pyscf_grids
+            and not getattr(functional, "needs_grid_coulomb", False))
 
 
 def size_class(system: KSSystem) -> dict:

@@ -18,11 +18,9 @@ import numpy as np
 
 from basis.ao import ao_values
 from basis.gto import Basis, make_auxbasis, make_basis
-from basis.grids import make_grid, make_grid_spec, pyscf_grid
+from basis.grids import make_grid, pyscf_grid
 from basis.integrals import one_electron, two_electron
 from basis.molecule import Molecule, nuclear_repulsion
-from basis.size_class import (ladder_size, pad_atoms, pad_basis, pad_grid, padded_grid_points_weights,
-                              three_centre_layout)
 from functionals import Functional, get_functional
 
 LINDEP_THRESHOLD = 1e-8
@@ -54,6 +52,7 @@ class SCFOptions:
       size_classes: pad the basis, auxiliary basis, atoms and grid to a ladder of sizes
         (:mod:`basis.size_class`) so that every molecule of a size class shares one compiled
         program (padding contributes exact zeros); False compiles for the molecule's own sizes.
+        ``pyscf_grids`` and nonlocal functionals always use the molecule's own sizes.
       shard_grid: split the grid points (AO values, XC) across all local JAX devices with
         ``jax.sharding`` when more than one is visible (CPU hosts: ``XLA_FLAGS=
         --xla_force_host_platform_device_count=N``); results equal the single-device ones.
@@ -163,21 +162,17 @@ PAD_LEVEL = 1e4
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class SizeClassLayout:
-    """How one molecule sits in its size class: padded bases, atoms and grid (all static NumPy).
-
-    Build with :func:`size_class_layout`. The padded arrays of a :class:`KSSystem` built with it
-    have the shapes of the class alone; :meth:`unpad_matrix` / :meth:`pad_matrix` map matrices
-    between the padded AO order and PySCF's.
+    """How one molecule sits in its size class (static NumPy), for results in PySCF's AO order.
 
     Attributes:
       orbital: the orbital basis in padded form (:class:`basis.size_class.PaddedBasis`).
-      auxiliary: the density-fitting basis in padded form, or None.
-      n_atoms_pad: padded number of nuclei (dummy atoms of charge 0).
+      n_aux_pad: padded number of auxiliary functions (density fitting), else 0.
+      n_atoms_pad: padded number of nuclei (dummy nuclei of charge 0).
       n_grid_pad: padded number of grid points (weight 0), 0 for Hartree-Fock.
     """
 
     orbital: Any
-    auxiliary: Any
+    n_aux_pad: int
     n_atoms_pad: int
     n_grid_pad: int
 
@@ -189,35 +184,34 @@ class SizeClassLayout:
 
     def describe(self) -> dict:
         """The class as JSON-friendly sizes (what ``dftjax scf --json`` reports as ``size_class``)."""
-        return {"nao": self.orbital.nao_pad, "naux": self.auxiliary.nao_pad if self.auxiliary else 0,
-                "n_atoms": self.n_atoms_pad, "n_grid": self.n_grid_pad,
-                "shells": [list(g) for g in self.orbital.size_class.groups]}
+        return {"nao": self.orbital.nao_pad, "naux": self.n_aux_pad, "n_atoms": self.n_atoms_pad,
+                "n_grid": self.n_grid_pad, "shells": [list(g) for g in self.orbital.size_class.groups]}
 
 
-def size_class_layout(molecule: Molecule, options: SCFOptions, basis: Basis, functional: Functional,
-                      n_grid: int) -> SizeClassLayout:
-    """The size class of ``molecule`` for these options (ladder of :func:`basis.size_class.ladder_size`)."""
-    aux = None
-    if options.density_fit:
-        aux_basis = make_auxbasis(molecule, options.basis, options.auxbasis,
-                                  exact_exchange=functional.kind == "hf" or functional.is_hybrid)
-        aux = pad_basis(aux_basis)
-    return SizeClassLayout(orbital=pad_basis(basis), auxiliary=aux, n_atoms_pad=ladder_size(molecule.n_atoms),
-                           n_grid_pad=ladder_size(n_grid) if n_grid else 0)
+def shard_grid(system: KSSystem) -> KSSystem:
+    """``system`` with its grid arrays split across the local devices (unchanged with one device,
+    or when the point count does not divide evenly); everything else replicated."""
+    mesh = _grid_mesh()
+    n_points = system.weights.shape[0]
+    if mesh is None or n_points % mesh.devices.size:
+        return system
+    spec = jax.sharding.PartitionSpec
+    replicated = jax.sharding.NamedSharding(mesh, spec())
+    arrays = {name: jax.device_put(value, replicated) for name, value in system._asdict().items()}
+    arrays["ao"] = jax.device_put(system.ao, jax.sharding.NamedSharding(mesh, spec(None, "grid", None)))
+    arrays["weights"] = jax.device_put(system.weights, jax.sharding.NamedSharding(mesh, spec("grid")))
+    return KSSystem(**arrays)
 
 
 def build_system(molecule: Molecule, options: SCFOptions, basis: Basis | None = None, *,
-                 functional: Functional | None = None, padded: bool = False):
-    """Integrals, grid and AO values for one geometry (see :class:`KSSystem`).
+                 functional: Functional | None = None) -> KSSystem:
+    """Integrals, grid and AO values for one geometry, in PySCF's AO order (see :class:`KSSystem`).
 
     ``functional``: the functional the system is for (default: ``options.xc``'s). For a nonlocal
     one (``needs_grid_coulomb``, the neural local hybrid ``dftjax:nn-local-hybrid``) the Coulomb
     potentials of AO products on the grid points are added (``grid_coulomb``; PySCF
     ``int1e_grids``, so not differentiable in the nuclear positions) and the grid is not sharded.
-
-    ``padded``: build the system of the molecule's size class (:class:`SizeClassLayout`; AOs in
-    the padded order, padding AOs orthonormal at :data:`PAD_LEVEL`, dummy atoms, zero-weight grid
-    points) and return ``(system, layout)``; otherwise the system in PySCF's AO order.
+    The size-class system of the same molecule is :func:`dftjax.adjoint.padded_system`.
     """
     by_name = check_options(molecule, options)
     functional = by_name if functional is None else functional
@@ -225,80 +219,35 @@ def build_system(molecule: Molecule, options: SCFOptions, basis: Basis | None = 
     basis = make_basis(molecule, options.basis) if basis is None else basis
     coords = jnp.asarray(molecule.coords)
     charges = jnp.asarray(molecule.atomic_numbers, dtype=jnp.float64)
-    points = weights = spec = None
-    if functional.kind != "hf":
-        if options.pyscf_grids:
-            grid = pyscf_grid(molecule, options.grid_level)
-            points, weights = np.asarray(grid.points), np.asarray(grid.weights)
-        elif not padded:
-            grid = make_grid(molecule, options.grid_level)
-            points, weights = np.asarray(grid.points), np.asarray(grid.weights)
-        else:
-            spec = make_grid_spec(molecule.atomic_numbers, options.grid_level)
-    layout = None
-    aux = None
-    if options.density_fit:
-        aux = make_auxbasis(molecule, options.basis, options.auxbasis,
-                            exact_exchange=functional.kind == "hf" or functional.is_hybrid)
-    if padded:
-        n_grid = spec.n_points if spec is not None else (0 if points is None else len(points))
-        layout = size_class_layout(molecule, options, basis, functional, n_grid)
-        # Shells of the padded bases carry identity shell_atom: their centres are data (a gather
-        # from the padded nuclei), so the compiled integrals do not depend on the molecule. The
-        # auxiliary shells' centres follow the orbital ones in one array (coulomb_3c takes one).
-        coords_pad, charges_pad = pad_atoms(coords, charges, layout.n_atoms_pad)
-        int_basis, nuclei, nuclear_charges = layout.orbital.basis, coords_pad, charges_pad
-        shell_atom = layout.orbital.shell_atom
-        if aux is not None:
-            _, aux, shell_atom = three_centre_layout(layout.orbital, layout.auxiliary)
-        centres = jnp.take(coords_pad, jnp.asarray(shell_atom), axis=0)
-        ao_pad = 1.0 - jnp.asarray(layout.orbital.ao_mask)
-        if spec is not None:
-            # the grid as data too: one compiled grid per (n_atoms_pad, n_grid_pad)
-            grid_data = pad_grid(spec, layout.n_atoms_pad, layout.n_grid_pad)
-            points, weights = (np.asarray(a) for a in padded_grid_points_weights(
-                grid_data, coords_pad, becke_scheme=spec.options.becke_scheme))
-        elif points is not None:
-            extra = layout.n_grid_pad - len(points)
-            points = np.concatenate([points, np.repeat(points[:1], extra, axis=0)])
-            weights = np.concatenate([weights, np.zeros(extra)])
-    else:
-        centres, int_basis, nuclei, nuclear_charges = coords, basis, coords, charges
-        ao_pad = None
-    s = one_electron.overlap(int_basis, centres)
-    h = one_electron.kinetic(int_basis, centres) + one_electron.point_charge_attraction(
-        int_basis, centres, nuclei, nuclear_charges)
-    if ao_pad is not None:
-        s = s + jnp.diag(ao_pad)
-        h = h + PAD_LEVEL * jnp.diag(ao_pad)
-    x = _orthogonalizer(np.asarray(s))
-    if padded:
-        x = np.concatenate([x, np.zeros((x.shape[0], x.shape[0] - x.shape[1]))], axis=1)
+    s = one_electron.overlap(basis, coords)
+    h = one_electron.kinetic(basis, coords) + one_electron.nuclear_attraction(basis, coords, charges)
+    x = canonical_orthogonalizer(np.asarray(s))
     omega = functional.omega
     eri = df = eri_lr = df_lr = jnp.zeros((0,))
     if options.density_fit:
-        df = _df_factor(int_basis, aux, centres, 0.0, layout)
+        aux = make_auxbasis(molecule, options.basis, options.auxbasis,
+                            exact_exchange=functional.kind == "hf" or functional.is_hybrid)
+        df = _df_factor(basis, aux, coords, 0.0)
         if omega:
-            df_lr = _df_factor(int_basis, aux, centres, omega, layout)
+            df_lr = _df_factor(basis, aux, coords, omega)
     else:
-        eri = two_electron.electron_repulsion(int_basis, centres)
+        eri = two_electron.electron_repulsion(basis, coords)
         if omega:
-            eri_lr = two_electron.electron_repulsion(int_basis, centres, omega=omega)
+            eri_lr = two_electron.electron_repulsion(basis, coords, omega=omega)
     mesh = _grid_mesh() if options.shard_grid and functional.kind != "hf" and not nonlocal_xc else None
     if functional.kind == "hf":
-        ao = jnp.zeros((4, 0, s.shape[0]))
+        ao = jnp.zeros((4, 0, basis.nao))
         weights = jnp.zeros((0,))
     else:
-        points, weights = _shard_points(mesh, points, weights)
-        ao = _ao_values(int_basis, centres, points, deriv=1)
+        grid = pyscf_grid(molecule, options.grid_level) if options.pyscf_grids else make_grid(molecule, options.grid_level)
+        points, weights = _shard_points(mesh, np.asarray(grid.points), np.asarray(grid.weights))
+        ao = _ao_values(basis, coords, points, deriv=1)
     grid_coulomb = np.zeros((0,))
     if nonlocal_xc:
         from dftjax.xc3d.exact_exchange import grid_coulomb_potentials  # PySCF, only for these functionals
 
-        grid_coulomb = np.asarray(grid_coulomb_potentials(molecule.to_pyscf(basis=options.basis), np.asarray(points)))
-        if layout is not None:
-            grid_coulomb = layout.pad_matrix(grid_coulomb)
-        grid_coulomb = jnp.asarray(grid_coulomb)
+        grid_coulomb = jnp.asarray(grid_coulomb_potentials(molecule.to_pyscf(basis=options.basis),
+                                                           np.asarray(points)))
     system = KSSystem(
         overlap=s,
         h_core=h,
@@ -310,7 +259,7 @@ def build_system(molecule: Molecule, options: SCFOptions, basis: Basis | None = 
         df_factor_lr=df_lr,
         ao=ao,
         weights=weights,
-        dipole_ints=one_electron.dipole(int_basis, centres),
+        dipole_ints=one_electron.dipole(basis, coords),
         nelec=jnp.asarray(molecule.nelec, dtype=jnp.float64),
         grid_coulomb=grid_coulomb,
     )
@@ -321,27 +270,23 @@ def build_system(molecule: Molecule, options: SCFOptions, basis: Basis | None = 
             name: jax.device_put(value, replicated)
             for name, value in system._asdict().items() if name not in ("ao", "weights")
         })
-    return (system, layout) if padded else system
+    return system
 
 
 # Eigenvalues of the long-range (P|Q) below this are dropped (PySCF's df.incore.LINEAR_DEP_THR).
 DF_LINDEP_THRESHOLD = 1e-7
 
 
-def _df_factor(basis: Basis, aux: Basis, coords, omega: float, layout: SizeClassLayout | None = None) -> jax.Array:
+def _df_factor(basis: Basis, aux: Basis, coords, omega: float) -> jax.Array:
     """(naux, nao, nao) B with sum_P B_P,mu nu B_P,la si = (mu nu|P) (P|Q)^-1 (Q|la si).
 
     For 1/r12, B = L^-1 (P|mu nu) with the Cholesky factor L L^T = (P|Q). The long-range
     erf(omega r12)/r12 metric of compact auxiliary functions is numerically singular (its smallest
     eigenvalues are ~1e-16, some negative), so there, as PySCF does when Cholesky fails,
     B = w^-1/2 U^T (P|mu nu) over the eigenpairs (w, U) of (P|Q) with w > DF_LINDEP_THRESHOLD.
-    With a size-class ``layout``, padding auxiliary functions get a unit metric diagonal: their
-    rows of (P|mu nu) vanish, so their rows of B do too.
     """
     j3 = two_electron.coulomb_3c(basis, aux, coords, omega=omega)  # (nao, nao, naux)
     j2 = two_electron.coulomb_2c(aux, coords, omega=omega)
-    if layout is not None:
-        j2 = j2 + jnp.diag(1.0 - jnp.asarray(layout.auxiliary.ao_mask))
     naux, nao = j2.shape[0], j3.shape[0]
     j3 = j3.reshape(-1, naux).T
     if not omega:
@@ -381,10 +326,16 @@ def _shard_points(mesh, points: np.ndarray, weights: np.ndarray):
             jax.device_put(weights, jax.sharding.NamedSharding(mesh, spec("grid"))))
 
 
-def _orthogonalizer(s: np.ndarray) -> np.ndarray:
-    """Canonical orthogonalisation X = U s^-1/2, dropping eigenvalues below LINDEP_THRESHOLD."""
+def canonical_orthogonalizer(s: np.ndarray, padded: bool = False) -> np.ndarray:
+    """Canonical orthogonalisation X = U s^-1/2, dropping eigenvalues below LINDEP_THRESHOLD.
+
+    (nao, nmo) with nmo the kept count; ``padded``: (nao, nao), the dropped directions as zero
+    columns, so the shape does not depend on the values (the SCF puts them at PAD_LEVEL).
+    """
     eigvals, eigvecs = np.linalg.eigh(s)
     keep = eigvals > LINDEP_THRESHOLD
+    if padded:
+        return np.where(keep, eigvecs / np.sqrt(np.where(keep, eigvals, 1.0)), 0.0)
     return eigvecs[:, keep] / np.sqrt(eigvals[keep])
 
 

@@ -7,6 +7,7 @@ integrals      overlap ... 4-centre ERI, cold and warm                        Py
 functionals    XC energy + potentials on random densities                     libxc (through PySCF)
 scf            whole RKS calculations, cold and warm                          PySCF
 grad           SCF + forces through the adjoint, memory of both adjoints     PySCF analytic gradients
+compile        12-molecule energy + forces loop, empty and warm cache        PySCF
 ksr1d          KSR-trained 1D H2 curve and training speed                     DMRG energies, jax_dft
 ofdft          1D orbital-free solves with learned kinetic functionals        exact FD energies, KS time
 vmc            local energy (Hessian vs forward Laplacian), optimisation step  Hessian-trace Laplacian
@@ -54,6 +55,7 @@ class Suite:
     peer: str
     load: Callable[[], object]
     kwargs: Callable[[BenchOptions], dict]
+    in_all: bool = True  # part of `dftjax bench` with no suite named (and of --quick)
 
 
 def _integrals():
@@ -78,6 +80,20 @@ def _grad():
     from dftjax.bench import grad
 
     return grad
+
+
+def _compile():
+    from dftjax.bench import compile as compile_suite
+
+    return compile_suite
+
+
+def _compile_kwargs(o: BenchOptions) -> dict:
+    from dftjax.bench.compile import LOOP_MOLECULES, QUICK
+
+    return dict(molecules=o.molecules or (QUICK if o.quick else tuple(LOOP_MOLECULES)),
+                xc=(o.xc or ("pbe",))[0], basis=(o.basis_sets or ("def2-svp",))[0], forces=not o.quick,
+                progress=o.progress)
 
 
 def _ksr1d():
@@ -169,6 +185,8 @@ SUITES: dict[str, Suite] = {
         Suite("functionals", "libxc", _functionals, _functionals_kwargs),
         Suite("scf", "PySCF", _scf, _scf_kwargs),
         Suite("grad", "PySCF analytic gradients", _grad, _grad_kwargs),
+        # minutes even for its quick form (two fresh processes): run by name, `dftjax bench compile`
+        Suite("compile", "PySCF (12-molecule loop)", _compile, _compile_kwargs, in_all=False),
         Suite("ksr1d", "DMRG / jax_dft", _ksr1d, _quick_only),
         Suite("ofdft", "exact FD / Kohn-Sham", _ofdft, _quick_only),
         Suite("vmc", "Hessian-trace Laplacian", _vmc, _vmc_kwargs),
@@ -177,9 +195,10 @@ SUITES: dict[str, Suite] = {
 
 
 def parse_suites(text: str | None) -> list[str]:
-    """``"scf,grad"`` -> ``["scf", "grad"]``; ``None`` or ``"all"`` -> every suite in order."""
+    """``"scf,grad"`` -> ``["scf", "grad"]``; ``None`` or ``"all"`` -> every suite in order (``compile``
+    only by name)."""
     if text is None or text == "all":
-        return list(SUITES)
+        return [name for name, suite in SUITES.items() if suite.in_all]
     names = [name.strip() for name in text.split(",") if name.strip()]
     unknown = [name for name in names if name not in SUITES]
     if unknown or not names:

@@ -51,8 +51,9 @@ def fake_suites(monkeypatch):
 
 
 def test_every_issue_suite_is_registered():
-    assert list(runner.SUITES) == ["integrals", "functionals", "scf", "grad", "ksr1d", "ofdft", "vmc"]
-    assert runner.parse_suites(None) == list(runner.SUITES)
+    assert list(runner.SUITES) == ["integrals", "functionals", "scf", "grad", "compile", "ksr1d", "ofdft", "vmc"]
+    assert runner.parse_suites(None) == [name for name in runner.SUITES if name != "compile"]
+    assert runner.parse_suites("compile") == ["compile"]
     assert runner.parse_suites("scf,grad") == ["scf", "grad"]
     with pytest.raises(ValueError, match="unknown benchmark suite 'scff'"):
         runner.parse_suites("scf,scff")
@@ -64,6 +65,7 @@ def test_quick_options_choose_the_small_systems():
     assert runner.SUITES["integrals"].kwargs(quick)["bases"] == ("def2-svp",)
     assert runner.SUITES["vmc"].kwargs(quick)["systems"] == ("He",)
     assert runner.SUITES["ksr1d"].kwargs(quick) == {"quick": True, "progress": True}
+    assert runner.SUITES["compile"].kwargs(quick)["forces"] is False
     full = runner.BenchOptions()
     assert runner.SUITES["scf"].kwargs(full)["molecules"] == ("water", "benzene", "hexane")
     with pytest.raises(ValueError, match="unknown benchmark molecule 'wter'"):
