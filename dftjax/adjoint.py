@@ -25,6 +25,12 @@ through the SCF is an explicit choice:
   what the truncated SCF computes, which is what Kohn-Sham-regulariser training (Li et al., PRL
   126, 036401 (2021)) needs.
 
+The SCF itself is the engine of :mod:`dftjax.scf` (``converge``, ``iterate``, ``scf_map``); this
+module only chooses how derivatives pass through it. It runs on the molecule's *size class*
+(:mod:`basis.size_class`): padded basis, auxiliary basis, nuclei and grid, with everything that
+tells two molecules of a class apart passed as traced :class:`SCFData`, so the module-level kernels
+:func:`energy_forces_padded` and :func:`hessian_padded` compile once per class.
+
 Everything geometry-dependent is rebuilt from ``coords`` inside the function (:func:`system_at`):
 overlap, core Hamiltonian, ERIs or density-fitting factors, the grid points and Becke weights
 (so forces include the grid-weight response) and the AO values on the grid. ``grid_response=False``

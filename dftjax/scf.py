@@ -28,7 +28,6 @@ closed-shell energy expression is recovered exactly.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import sys
 import time
 import warnings

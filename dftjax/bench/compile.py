@@ -114,10 +114,11 @@ def _loop(names, xc: str, basis: str, forces: bool) -> dict:
 def _pass(cache: str, directory: str, names, xc: str, basis: str, forces: bool) -> LoopPass:
     environment = dict(os.environ, DFTJAX_CACHE_DIR=directory)
     command = [sys.executable, "-m", "dftjax.bench.compile", "--worker", ",".join(names), xc, basis, str(int(forces))]
-    completed = subprocess.run(command, env=environment, capture_output=True, text=True, check=False)
-    sys.stderr.write(completed.stderr if completed.returncode else "")
+    # the worker's progress lines (one per molecule) go straight to our stderr
+    completed = subprocess.run(command, env=environment, stdout=subprocess.PIPE, text=True, check=False)
     if completed.returncode:
-        raise RuntimeError(f"bench compile worker failed ({cache} cache): {completed.stderr.strip().splitlines()[-1:]}")
+        raise RuntimeError(f"bench compile worker failed ({cache} cache, exit status {completed.returncode}); "
+                           "its error is above")
     totals = json.loads(completed.stdout.strip().splitlines()[-1])
     return LoopPass(cache=cache, molecules=tuple(names), forces=forces, **totals)
 

@@ -14,10 +14,12 @@ AMIDOGEN = make_molecule("N 0 0 0.14; H 0 0.80 -0.50; H 0 -0.80 -0.50", spin=1) 
 AMMONIA = make_molecule("N 0 0 0.1; H 0 0.94 -0.27; H 0.81 -0.47 -0.27; H -0.81 -0.47 -0.27")
 
 
+# Small bases and grids keep the compilations of both paths short (tests/basis/test_size_class.py
+# checks the padded integrals with d shells).
 @pytest.mark.parametrize("molecule, options", [
-    (WATER, SCFOptions(xc="pbe")),
-    (AMIDOGEN, SCFOptions(xc="lda,vwn", unrestricted=True)),
-    (AMMONIA, SCFOptions(xc="b3lyp", density_fit=True, grid_level=1)),
+    (WATER, SCFOptions(xc="pbe", basis="sto-3g", grid_level=1)),
+    (AMIDOGEN, SCFOptions(xc="lda,vwn", basis="sto-3g", unrestricted=True, grid_level=0)),
+    (AMMONIA, SCFOptions(xc="b3lyp", basis="sto-3g", density_fit=True, grid_level=0)),
 ], ids=["rks-gga", "uks-lda", "rks-hybrid-df"])
 def test_padded_scf_equals_unpadded(molecule, options):
     import dataclasses
@@ -36,15 +38,14 @@ def test_padded_scf_equals_unpadded(molecule, options):
 
 
 def test_one_compilation_serves_a_size_class():
-    options = SCFOptions(xc="pbe", grid_level=1)
+    options = SCFOptions(xc="pbe", basis="sto-3g", grid_level=1)
     first = run_scf(WATER, options)
     # CH2 has 8 electrons, water 10: electron counts are data, so the same programs run
     with CompilationCounter() as counter:
         second = run_scf(METHYLENE, options)
     assert first.size_class == second.size_class
-    assert first.compilations["compilations"] + first.compilations["cache_hits"] > 0
     assert counter.compilations == 0, counter.as_dict()
-    assert second.converged and second.energy < -38.0
+    assert second.converged and -39.0 < second.energy < -38.0
 
 
 def test_force_program_compiles_once_per_size_class():
