@@ -546,7 +546,7 @@ _SWITCHES = {"becke": _becke_switch, "stratmann": _stratmann_switch}
 
 
 @functools.partial(jax.jit, static_argnames="becke_scheme")
-def becke_cell_products(points, coords, size_adjustment=None, becke_scheme: str = "becke"):
+def becke_cell_products(points, coords, size_adjustment=None, becke_scheme: str = "becke", atom_mask=None):
     """Unnormalised Becke cell functions ``P_A(r) = prod_{B != A} s(nu_AB(r))``.
 
     Args:
@@ -554,9 +554,12 @@ def becke_cell_products(points, coords, size_adjustment=None, becke_scheme: str 
       coords: (n_atoms, 3) nuclear positions, bohr.
       size_adjustment: (n_atoms, n_atoms) antisymmetric a_AB (NumPy or JAX), or None.
       becke_scheme: ``"becke"`` or ``"stratmann"``.
+      atom_mask: (n_atoms,) 1 for real atoms, 0 for size-class padding (dummy) atoms, or None
+        (all real). A dummy atom takes part as ``s_AB = 1``, so the real atoms' products are
+        bitwise those without it; dummy atoms may coincide with real ones.
 
     Returns:
-      (n_atoms, n_points) P_A(r_g); the partition is ``P_A / sum_B P_B``.
+      (n_atoms, n_points) P_A(r_g); the partition is ``P_A / sum_B P_B`` over real B.
 
     Memory is O(n_atoms^2 n_points) (all pairs at once): fine for the small molecules dftjax
     differentiates through; a scan over atoms would be the way to larger ones.
@@ -567,13 +570,18 @@ def becke_cell_products(points, coords, size_adjustment=None, becke_scheme: str 
     if n_atoms == 1:
         return jnp.ones((1, points.shape[0]), dtype=points.dtype)
     distance = _safe_norm(points[None, :, :] - coords[:, None, :])  # (n_atoms, n_points)
-    same = np.eye(n_atoms, dtype=bool)
-    separation = _safe_norm(coords[:, None, :] - coords[None, :, :])  # zero on the diagonal
-    inverse_separation = jnp.where(same, 0.0, 1.0 / jnp.where(same, 1.0, separation))
+    pair = ~np.eye(n_atoms, dtype=bool)
+    if atom_mask is not None:
+        real = jnp.asarray(atom_mask) > 0
+        pair = pair & real[:, None] & real[None, :]
+    # zero separation on the diagonal (and between a dummy atom and the real atom it sits on):
+    # two wheres keep 1/separation out of the values and gradients of unused pairs
+    separation = _safe_norm(coords[:, None, :] - coords[None, :, :])
+    inverse_separation = jnp.where(pair, 1.0 / jnp.where(pair, separation, 1.0), 0.0)
     mu = (distance[:, None, :] - distance[None, :, :]) * inverse_separation[:, :, None]
     if size_adjustment is not None:
         mu = mu + jnp.asarray(size_adjustment)[:, :, None] * (1.0 - mu * mu)
-    s = jnp.where(same[:, :, None], 1.0, switch(mu))  # (A, B, n_points), s_AA = 1
+    s = jnp.where(pair[:, :, None], switch(mu), 1.0)  # (A, B, n_points), s_AA = 1
     # An explicit running product (not jnp.prod): its gradient is plain chain rule, safe where some
     # s_AB is exactly 0, and it multiplies in PySCF's order (B ascending).
     product = s[:, 0, :]

@@ -70,7 +70,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from basis.gto import Basis
-from basis.grids import BECKE_SCHEMES, GridSpec, _SWITCHES, _choice, _safe_norm
+from basis.grids import GridSpec, becke_cell_products
 
 __all__ = [
     "LADDER", "ladder_size", "SizeClass", "basis_size_class", "PaddedBasis", "pad_basis", "padded_leaves",
@@ -449,30 +449,6 @@ def pad_grid(spec: GridSpec, n_atoms_pad: int | None = None, n_points_pad: int |
     return GridData(atom_index, offsets, weights, adjustment, mask)
 
 
-def _masked_cell_products(points, coords, size_adjustment, atom_mask, switch):
-    """(n_atoms_pad, n_points) Becke products P_A = prod_{B != A} s(nu_AB) over real B only.
-
-    :func:`basis.grids.becke_cell_products` with padding atoms taking part as s_AB = 1 (exactly:
-    the product is then bitwise the unpadded one, multiplied in the same order).
-    """
-    n_atoms = coords.shape[0]
-    distance = _safe_norm(points[None, :, :] - coords[:, None, :])  # (n_atoms, n_points)
-    real = atom_mask > 0
-    pair = real[:, None] & real[None, :] & ~np.eye(n_atoms, dtype=bool)
-    # Padding atoms sit on atom 0 (separation 0): 1/separation is guarded by two wheres, so neither
-    # the value nor the gradient of an unused pair can be inf or NaN.
-    separation = _safe_norm(coords[:, None, :] - coords[None, :, :])
-    inverse_separation = jnp.where(pair, 1.0 / jnp.where(pair, separation, 1.0), 0.0)
-    mu = (distance[:, None, :] - distance[None, :, :]) * inverse_separation[:, :, None]
-    mu = mu + size_adjustment[:, :, None] * (1.0 - mu * mu)
-    s = jnp.where(pair[:, :, None], switch(mu), 1.0)
-    # Explicit running product, B ascending, as becke_cell_products (finite gradient where s = 0).
-    product = s[:, 0, :]
-    for b in range(1, n_atoms):
-        product = product * s[:, b, :]
-    return product
-
-
 @functools.partial(jax.jit, static_argnames="becke_scheme")
 def padded_grid_points_weights(grid: GridData, coords_pad, becke_scheme: str = "becke"):
     """Grid points and weights from padded data: :func:`basis.grids.grid_points_weights`, padded.
@@ -492,12 +468,11 @@ def padded_grid_points_weights(grid: GridData, coords_pad, becke_scheme: str = "
       (the first spec.n_points) those of ``grid_points_weights(spec, coords)``, on padding points
       weight 0 and position atom 0.
     """
-    switch = _SWITCHES[_choice("becke_scheme", becke_scheme, BECKE_SCHEMES)]
     coords_pad = jnp.asarray(coords_pad)
     atom_index = jnp.asarray(grid.atom_index)
     points = jnp.take(coords_pad, atom_index, axis=0) + grid.offsets
-    product = _masked_cell_products(points, coords_pad, jnp.asarray(grid.size_adjustment),
-                                    jnp.asarray(grid.atom_mask), switch)
+    product = becke_cell_products(points, coords_pad, jnp.asarray(grid.size_adjustment), becke_scheme=becke_scheme,
+                                  atom_mask=jnp.asarray(grid.atom_mask))
     own = jnp.take_along_axis(product, atom_index[None, :], axis=0)[0]
     # Padding atoms' own products are excluded from the normalisation; the nearest real atom has
     # P > 0, so the denominator stays positive (also on padding points, which sit on atom 0).

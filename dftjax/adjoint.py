@@ -451,12 +451,20 @@ class DifferentiableSCF(NamedTuple):
         """
         inputs = self.inputs if inputs is None else inputs
         start = self.dm0 if start is None else start
-        coords = np.asarray(inputs.coords, dtype=np.float64)
-        coords_pad, _ = pad_atoms(coords, np.zeros(len(coords)), self.static.n_atoms_pad)
-        exponents_pad, _ = padded_leaves(self.layout, np.asarray(inputs.exponents), np.asarray(inputs.exponents))
+        coords_pad, exponents_pad = _padded_inputs(self.static, self.layout, np.asarray(inputs.coords, np.float64),
+                                                   np.asarray(inputs.exponents))
         start_pad = self.layout.pad_matrix(np.asarray(start))
         return (jnp.asarray(coords_pad), jnp.asarray(inputs.field), inputs.params, jnp.asarray(exponents_pad),
                 jnp.asarray(start_pad), self.data)
+
+
+def _padded_inputs(static: _Static, layout: PaddedBasis, coords, exponents):
+    """``(coords (n_atoms_pad, 3), exponents (n_shells_pad, max_nprim))`` in the size-class layout:
+    dummy nuclei on nucleus 0, padding shells' exponents 1. NumPy stays NumPy (arguments of the
+    module-level kernels); traced arrays stay traced and differentiable (the closures)."""
+    coords_pad, _ = pad_atoms(coords, np.zeros(coords.shape[0]), static.n_atoms_pad)
+    exponents_pad, _ = padded_leaves(layout, exponents, exponents)
+    return coords_pad, exponents_pad
 
 
 @dataclasses.dataclass(frozen=True)
@@ -651,12 +659,10 @@ def make_scf_function(molecule: Molecule, options: SCFOptions | None = None, *, 
     basis = make_basis(molecule, options.basis)
     inputs = SCFInputs(coords=jnp.asarray(molecule.coords, dtype=jnp.float64), field=jnp.zeros(3),
                        params=functional.params, exponents=jnp.asarray(basis.exponents))
-    n_atoms, nao = molecule.n_atoms, basis.nao
+    nao = basis.nao
 
     def padded(inp: SCFInputs):
-        coords, _ = pad_atoms(inp.coords, np.zeros(n_atoms), static.n_atoms_pad)
-        exponents, _ = padded_leaves(layout, inp.exponents, inp.exponents)
-        return coords, exponents
+        return _padded_inputs(static, layout, inp.coords, inp.exponents)
 
     def system_fn(inp: SCFInputs) -> KSSystem:
         coords, exponents = padded(inp)

@@ -107,12 +107,9 @@ def _split_params(functional: Functional, params):
     return params, None
 
 
-def fock_and_energy(functional: Functional, params, system: KSSystem, dm, closed_shell: bool = False):
-    """Spin Fock matrices (2, nao, nao) and :class:`EnergyParts` of density matrices dm.
-
-    ``closed_shell`` (static): dm[0] == dm[1], use the functional's closed-shell formulas.
-    ``params`` may be :class:`HybridParams` (a differentiable exact-exchange fraction).
-    """
+def _coulomb_and_exact_exchange(functional: Functional, params, system: KSSystem, dm):
+    """``(semilocal params, J (nao, nao), K (2, nao, nao))``, K already scaled by its fractions
+    (full-range ``a0`` plus any :class:`HybridParams` shift, and the long-range part)."""
     params, shift = _split_params(functional, params)
     hybrid, long_range = exchange_coefficients(functional)
     if shift is not None:
@@ -121,6 +118,16 @@ def fock_and_energy(functional: Functional, params, system: KSSystem, dm, closed
     k = hybrid * k
     if long_range:
         k = k + long_range * _exchange(system.eri_lr, system.df_factor_lr, dm)
+    return params, j, k
+
+
+def fock_and_energy(functional: Functional, params, system: KSSystem, dm, closed_shell: bool = False):
+    """Spin Fock matrices (2, nao, nao) and :class:`EnergyParts` of density matrices dm.
+
+    ``closed_shell`` (static): dm[0] == dm[1], use the functional's closed-shell formulas.
+    ``params`` may be :class:`HybridParams` (a differentiable exact-exchange fraction).
+    """
+    params, j, k = _coulomb_and_exact_exchange(functional, params, system, dm)
     if functional.kind == "hf":
         e_xc, v_xc = jnp.zeros(()), jnp.zeros_like(dm)
     else:
@@ -137,23 +144,14 @@ def fock_and_energy(functional: Functional, params, system: KSSystem, dm, closed
     return fock, parts
 
 
-
-
 def total_energy(functional: Functional, params, system: KSSystem, dm, closed_shell: bool = False) -> jax.Array:
     """Kohn-Sham total energy (Ha) of spin density matrices dm (2, nao, nao), without the Fock build.
 
     Equal to ``fock_and_energy(...)[1].total``; cheaper (no XC potential), and what is differentiated.
     ``params`` may be :class:`HybridParams` (a differentiable exact-exchange fraction).
     """
-    params, shift = _split_params(functional, params)
-    hybrid, long_range = exchange_coefficients(functional)
-    if shift is not None:
-        hybrid = hybrid + shift
+    params, j, k = _coulomb_and_exact_exchange(functional, params, system, dm)
     total = dm[0] + dm[1]
-    j, k = coulomb_exchange(system, dm, with_exchange=shift is not None or hybrid != 0.0)
-    k = hybrid * k
-    if long_range:
-        k = k + long_range * _exchange(system.eri_lr, system.df_factor_lr, dm)
     e_xc = jnp.zeros(()) if functional.kind == "hf" else xc_energy(functional, params, system, dm, closed_shell)
     return (jnp.sum(system.h_core * total) + 0.5 * jnp.sum(j * total) - 0.5 * jnp.sum(k * dm)
             + e_xc + system.e_nuc)
