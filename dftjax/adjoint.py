@@ -66,13 +66,14 @@ from basis.grids import make_grid_spec
 from basis.gto import Basis, make_auxbasis, make_basis
 from basis.integrals import one_electron, two_electron
 from basis.molecule import Molecule
-from basis.size_class import (PaddedBasis, ladder_size, pad_atoms, pad_basis, pad_grid, padded_grid_points_weights,
+from basis.size_class import (PaddedBasis, pad_atoms, pad_basis, pad_grid, padded_grid_points_weights,
                               padded_leaves, three_centre_layout)
 from dftjax.fock import HybridParams, fock_and_energy, total_energy
 from dftjax.scf import (SCFProblem, SCFState, converge, eigh_safe, initial_density, iterate, occupations,
                         orbitals, scf_map)
 from dftjax.system import (PAD_LEVEL, KSSystem, SCFOptions, SizeClassLayout, canonical_orthogonalizer,
                            check_options, shard_grid)
+from dftjax.size_registry import ClassSizes, family_key, registry
 from functionals import Functional
 
 __all__ = [
@@ -443,6 +444,13 @@ class DifferentiableSCF(NamedTuple):
     data: Any = None
     layout: Any = None
 
+    @property
+    def size_class(self) -> dict:
+        """The size class as ``dftjax scf --json`` reports it (:meth:`SizeClassLayout.describe`)."""
+        n_grid = 0 if self.data.grid is None else int(np.shape(self.data.grid.atom_index)[0])
+        return SizeClassLayout(orbital=self.layout, n_aux_pad=int(np.shape(self.data.aux_mask)[0]),
+                               n_atoms_pad=self.static.n_atoms_pad, n_grid_pad=n_grid).describe()
+
     def padded_arguments(self, inputs: SCFInputs | None = None, start=None) -> tuple:
         """``(coords_pad, field, params, exponents_pad, start_pad, data)`` as concrete arrays.
 
@@ -454,8 +462,9 @@ class DifferentiableSCF(NamedTuple):
         coords_pad, exponents_pad = _padded_inputs(self.static, self.layout, np.asarray(inputs.coords, np.float64),
                                                    np.asarray(inputs.exponents))
         start_pad = self.layout.pad_matrix(np.asarray(start))
-        return (jnp.asarray(coords_pad), jnp.asarray(inputs.field), inputs.params, jnp.asarray(exponents_pad),
-                jnp.asarray(start_pad), self.data)
+        put = jax.device_put
+        return (put(coords_pad), put(np.asarray(inputs.field)), inputs.params, put(exponents_pad), put(start_pad),
+                self.data)
 
 
 def _padded_inputs(static: _Static, layout: PaddedBasis, coords, exponents):
@@ -525,7 +534,8 @@ def hessian_padded(static: _Static, adjoint: _Adjoint, coords, field, params, ex
 
 
 def _to_arrays(tree):
-    return jax.tree_util.tree_map(lambda x: jnp.asarray(x) if isinstance(x, np.ndarray) else x, tree)
+    # device_put, not jnp.asarray: the latter compiles a small program per shape in this JAX
+    return jax.tree_util.tree_map(lambda x: jax.device_put(x) if isinstance(x, np.ndarray) else x, tree)
 
 
 def size_class_setup(molecule: Molecule, options: SCFOptions, functional: Functional, *,
@@ -536,24 +546,28 @@ def size_class_setup(molecule: Molecule, options: SCFOptions, functional: Functi
     one at ``options.grid_level`` (``pyscf_grids`` is ignored).
     """
     basis = make_basis(molecule, options.basis)
-    orbital = pad_basis(basis)
-    n_atoms_pad = ladder_size(molecule.n_atoms)
+    exact_exchange = functional.kind == "hf" or functional.is_hybrid
+    unpadded_aux = (make_auxbasis(molecule, options.basis, options.auxbasis, exact_exchange=exact_exchange)
+                    if options.density_fit else None)
+    spec = make_grid_spec(molecule.atomic_numbers, options.grid_level) if functional.kind != "hf" else None
+    own = ClassSizes.of(basis, unpadded_aux, molecule.n_atoms, 0 if spec is None else spec.n_points)
+    sizes = registry().choose(family_key(options, functional), own)  # own, or a known larger class
+    orbital = pad_basis(basis, at_least=sizes.orbital)
+    n_atoms_pad = sizes.n_atoms
     charges = np.zeros(n_atoms_pad)
     charges[:molecule.n_atoms] = molecule.atomic_numbers
     auxbasis = None
     shell_atom = orbital.shell_atom
     aux_mask = aux_exponents = aux_coefficients = np.zeros((0,))
     if options.density_fit:
-        aux = pad_basis(make_auxbasis(molecule, options.basis, options.auxbasis,
-                                      exact_exchange=functional.kind == "hf" or functional.is_hybrid))
+        aux = pad_basis(unpadded_aux, at_least=sizes.aux)
         _, auxbasis, shell_atom = three_centre_layout(orbital, aux)
         aux_mask, aux_exponents, aux_coefficients = aux.ao_mask, aux.basis.exponents, aux.basis.coefficients
         auxbasis = dataclasses.replace(auxbasis, exponents=None, coefficients=None)
     grid = None
     becke_scheme = "becke"
-    if functional.kind != "hf":
-        spec = make_grid_spec(molecule.atomic_numbers, options.grid_level)
-        grid = pad_grid(spec, n_atoms_pad)
+    if spec is not None:
+        grid = pad_grid(spec, n_atoms_pad, sizes.n_points)
         becke_scheme = spec.options.becke_scheme
     data = SCFData(
         shell_atom=np.asarray(shell_atom, dtype=np.int32), charges=charges,
@@ -575,6 +589,28 @@ def size_class_setup(molecule: Molecule, options: SCFOptions, functional: Functi
 _system_at = jax.jit(system_at, static_argnums=0)
 
 
+@dataclasses.dataclass(frozen=True)
+class _IntegralNeeds:
+    """All :func:`system_at` reads of a functional: whether it needs a grid (not Hartree-Fock) and its
+    range-separation parameter. Standing in for the functional in :func:`_integral_static`, it lets
+    one compiled integral program serve every functional of a size class."""
+
+    kind: str
+    omega: float
+    needs_grid_coulomb: bool = False
+    is_hybrid: bool = False
+    name: str = "integrals"
+
+
+def _integral_static(static: _Static) -> _Static:
+    """``static`` with only what the plain system build depends on (not the functional, thresholds
+    or response settings), so :func:`padded_system` compiles once per class, omega and grid or not."""
+    functional = static.functional
+    needs = _IntegralNeeds(kind="hf" if functional.kind == "hf" else "dft", omega=float(functional.omega or 0.0))
+    return dataclasses.replace(static, problem=SCFProblem(functional=needs), response_tol=0.0, grid_response=True,
+                               response_restart=0, response_maxiter=0)
+
+
 def padded_system(molecule: Molecule, options: SCFOptions, functional: Functional):
     """``(system, layout)``: the size-class :class:`KSSystem` of ``molecule`` for the plain SCF.
 
@@ -586,7 +622,8 @@ def padded_system(molecule: Molecule, options: SCFOptions, functional: Functiona
     static, data, orbital = size_class_setup(molecule, options, functional)
     coords, _ = pad_atoms(np.asarray(molecule.coords, dtype=np.float64), np.zeros(molecule.n_atoms),
                           static.n_atoms_pad)
-    system = _system_at(static, jnp.asarray(coords), jnp.zeros(3), data.reference_exponents, data)
+    system = _system_at(_integral_static(static), jnp.asarray(coords), jnp.zeros(3), data.reference_exponents,
+                        data)
     x = canonical_orthogonalizer(np.asarray(system.overlap), padded=True)
     system = system._replace(orthogonalizer=jnp.asarray(x))
     if options.shard_grid and functional.kind != "hf":
@@ -657,8 +694,8 @@ def make_scf_function(molecule: Molecule, options: SCFOptions | None = None, *, 
     strategy = _Adjoint() if adjoint == "implicit" else _Adjoint("unrolled", int(n_steps),
                                                                   mixing if mixing == "diis" else float(mixing))
     basis = make_basis(molecule, options.basis)
-    inputs = SCFInputs(coords=jnp.asarray(molecule.coords, dtype=jnp.float64), field=jnp.zeros(3),
-                       params=functional.params, exponents=jnp.asarray(basis.exponents))
+    inputs = SCFInputs(coords=jax.device_put(np.asarray(molecule.coords, dtype=np.float64)), field=jnp.zeros(3),
+                       params=functional.params, exponents=jax.device_put(np.asarray(basis.exponents)))
     nao = basis.nao
 
     def padded(inp: SCFInputs):
@@ -675,7 +712,7 @@ def make_scf_function(molecule: Molecule, options: SCFOptions | None = None, *, 
         dm0 = initial_density(molecule, system0, options, None if system0 is None else layout)
         if system0 is not None:
             dm0 = layout.unpad_matrix(dm0)
-    dm0 = jnp.asarray(dm0)
+    dm0 = jax.device_put(dm0)
 
     def energy_and_density(inp: SCFInputs, start=None):
         coords, exponents = padded(inp)

@@ -31,7 +31,9 @@ _BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"
 _CACHE_HIT = "/jax/compilation_cache/cache_hits"
 
 _lock = threading.Lock()
-_totals = {"compilations": 0, "compile_seconds": 0.0, "cache_hits": 0}
+# JAX times every "compile or read from the persistent cache" call under one event (backend_calls);
+# the cache hits among them are a second event, so compilations = backend_calls - cache_hits.
+_totals = {"backend_calls": 0, "compile_seconds": 0.0, "cache_hits": 0}
 _listening = False
 
 
@@ -61,7 +63,7 @@ def enable_compilation_cache() -> str | None:
 def _on_duration(event: str, duration: float, **_) -> None:
     if event == _BACKEND_COMPILE:
         with _lock:
-            _totals["compilations"] += 1
+            _totals["backend_calls"] += 1
             _totals["compile_seconds"] += float(duration)
 
 
@@ -85,7 +87,8 @@ def compilation_totals() -> dict:
     """Process-wide totals since the first counter was opened: compilations, compile_seconds, cache_hits."""
     _listen()
     with _lock:
-        return dict(_totals)
+        return {"compilations": _totals["backend_calls"] - _totals["cache_hits"],
+                "compile_seconds": _totals["compile_seconds"], "cache_hits": _totals["cache_hits"]}
 
 
 class CompilationCounter:
@@ -93,8 +96,8 @@ class CompilationCounter:
 
     Attributes (after or during the block):
       compilations: XLA backend compilations (persistent-cache hits are not compilations).
-      compile_seconds: wall seconds spent in them.
-      cache_hits: executables read from the persistent cache instead.
+      compile_seconds: wall seconds spent compiling, and reading executables from the cache.
+      cache_hits: executables read from the persistent cache instead of compiled.
     """
 
     def __enter__(self) -> "CompilationCounter":

@@ -323,7 +323,7 @@ def initial_density(molecule: Molecule, system: KSSystem, options: SCFOptions, l
             total = layout.pad_matrix(total)
         n_alpha, n_beta = molecule.nelec
         n = n_alpha + n_beta
-        dm = jnp.asarray(np.stack([total * n_alpha / n, total * n_beta / n]))
+        dm = jax.device_put(np.stack([total * n_alpha / n, total * n_beta / n]))  # no per-shape program
     if options.break_symmetry:
         dm = _broken_symmetry(molecule, options, system, dm)
     return dm

@@ -4,10 +4,12 @@ What a script that computes energies and forces of a data set pays: the 12 small
 issue 19 (H2O ... H2O2, PBE/def2-SVP), one after the other in *one* process, dftjax
 (``run_scf`` + ``properties.forces`` from its density) against PySCF (``RKS.kernel`` +
 ``nuc_grad_method().kernel()`` with ``grid_response = True``) in the same process. The loop runs
-twice in fresh subprocesses sharing one new cache directory: ``cold`` starts from an empty
-persistent compilation cache, ``warm`` finds the first run's executables on disk. Reported per
-pass: totals of both codes, their ratio, and the XLA compilations dftjax did (energy and force
-programs separately: with size classes a handful serve all twelve molecules).
+in fresh subprocesses sharing one new cache directory: ``cold`` starts from an empty persistent
+compilation cache, ``warm`` finds the first run's executables (and size classes) on disk. Both
+passes run twice: as written (each molecule in its own size class, or in a known larger one that
+:mod:`dftjax.size_registry` finds cheap enough), and with one class reserved for all twelve first
+(:func:`dftjax.size_registry.reserve`). Reported per pass: totals of both codes, their ratio, the
+XLA compilations dftjax did (energy and force calls separately) and the number of classes used.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class LoopPass:
     """One pass of the loop in a fresh process (``cache``: ``"cold"`` empty, ``"warm"`` filled)."""
 
     cache: str
+    reserved: bool
     molecules: tuple[str, ...]
     forces: bool
     dftjax_s: float
@@ -63,8 +66,13 @@ class LoopPass:
         return self.dftjax_s / self.pyscf_s
 
 
-def _loop(names, xc: str, basis: str, forces: bool) -> dict:
-    """The loop itself (runs in the worker process); returns totals as a dict."""
+def _loop(names, xc: str, basis: str, forces: bool, reserved: bool = False) -> dict:
+    """The loop itself (runs in the worker process); returns totals as a dict.
+
+    ``reserved``: the script first reserves one size class for all its molecules
+    (:func:`dftjax.size_registry.reserve`); otherwise each molecule runs in its own class or in a
+    known larger one that the registry finds cheap enough.
+    """
     import dftjax  # noqa: F401  (float64, cache from DFTJAX_CACHE_DIR)
     from pyscf import dft
 
@@ -77,6 +85,10 @@ def _loop(names, xc: str, basis: str, forces: bool) -> dict:
                   max_energy_difference=0.0, max_force_difference=0.0)
     classes = set()
     options = SCFOptions(xc=xc, basis=basis)
+    if reserved:
+        from dftjax.size_registry import reserve
+
+        reserve([make_molecule(LOOP_MOLECULES[name]) for name in names], options)
     for name in names:
         molecule = make_molecule(LOOP_MOLECULES[name])
         start = time.perf_counter()
@@ -111,30 +123,34 @@ def _loop(names, xc: str, basis: str, forces: bool) -> dict:
     return totals
 
 
-def _pass(cache: str, directory: str, names, xc: str, basis: str, forces: bool) -> LoopPass:
+def _pass(cache: str, directory: str, names, xc: str, basis: str, forces: bool, reserved: bool) -> LoopPass:
     environment = dict(os.environ, DFTJAX_CACHE_DIR=directory)
-    command = [sys.executable, "-m", "dftjax.bench.compile", "--worker", ",".join(names), xc, basis, str(int(forces))]
+    command = [sys.executable, "-m", "dftjax.bench.compile", "--worker", ",".join(names), xc, basis, str(int(forces)),
+               str(int(reserved))]
     # the worker's progress lines (one per molecule) go straight to our stderr
     completed = subprocess.run(command, env=environment, stdout=subprocess.PIPE, text=True, check=False)
     if completed.returncode:
         raise RuntimeError(f"bench compile worker failed ({cache} cache, exit status {completed.returncode}); "
                            "its error is above")
     totals = json.loads(completed.stdout.strip().splitlines()[-1])
-    return LoopPass(cache=cache, molecules=tuple(names), forces=forces, **totals)
+    return LoopPass(cache=cache, reserved=reserved, molecules=tuple(names), forces=forces, **totals)
 
 
 def run(molecules=tuple(LOOP_MOLECULES), xc: str = "pbe", basis: str = "def2-svp", forces: bool = True,
         progress: bool = True) -> list[LoopPass]:
-    """The loop from an empty cache, then again with the cache the first pass filled."""
+    """The loop from an empty cache, then again with the cache the first pass filled; then both again
+    (in a new cache) with one size class reserved for all the molecules first."""
     unknown = [m for m in molecules if m not in LOOP_MOLECULES]
     if unknown:
         raise ValueError(f"unknown loop molecule {unknown[0]!r}: expected some of {list(LOOP_MOLECULES)}")
-    with tempfile.TemporaryDirectory(prefix="dftjax-bench-cache-") as directory:
-        passes = []
-        for cache in ("cold", "warm"):
-            if progress:
-                print(f"[bench compile] {len(molecules)} molecules, {cache} cache", file=sys.stderr, flush=True)
-            passes.append(_pass(cache, directory, molecules, xc, basis, forces))
+    passes = []
+    for reserved in (False, True):
+        with tempfile.TemporaryDirectory(prefix="dftjax-bench-cache-") as directory:
+            for cache in ("cold", "warm"):
+                if progress:
+                    print(f"[bench compile] {len(molecules)} molecules, {cache} cache"
+                          f"{', one reserved class' if reserved else ''}", file=sys.stderr, flush=True)
+                passes.append(_pass(cache, directory, molecules, xc, basis, forces, reserved))
     return passes
 
 
@@ -143,16 +159,16 @@ def as_records(passes: list[LoopPass]) -> list[dict]:
 
 
 def format_table(passes: list[LoopPass]) -> str:
-    lines = [f"{'cache':<6} {'molecules':>9} {'forces':>6} {'dftjax s':>9} {'PySCF s':>8} {'ratio':>6} "
+    lines = [f"{'cache':<6} {'reserved':>8} {'molecules':>9} {'forces':>6} {'dftjax s':>9} {'PySCF s':>8} {'ratio':>6} "
              f"{'compilations E/F':>17} {'cache hits':>10} {'classes':>7} {'max |dE| Ha':>11} {'max |dF|':>9}"]
     for p in passes:
-        lines.append(f"{p.cache:<6} {len(p.molecules):>9} {str(p.forces):>6} {p.dftjax_s:>9.1f} {p.pyscf_s:>8.1f} "
+        lines.append(f"{p.cache:<6} {str(p.reserved):>8} {len(p.molecules):>9} {str(p.forces):>6} {p.dftjax_s:>9.1f} {p.pyscf_s:>8.1f} "
                      f"{p.ratio:>6.2f} {f'{p.energy_compilations}/{p.force_compilations}':>17} {p.cache_hits:>10} "
                      f"{p.size_classes:>7} {p.max_energy_difference:>11.1e} {p.max_force_difference:>9.1e}")
     lines.append("goals (issue 19): cold <= 1.0x PySCF, warm <= 0.3x")
     return "\n".join(lines)
 
 
-if __name__ == "__main__" and len(sys.argv) == 6 and sys.argv[1] == "--worker":
-    _, _, names, xc, basis, forces = sys.argv
-    print(json.dumps(_loop(names.split(","), xc, basis, bool(int(forces)))))
+if __name__ == "__main__" and len(sys.argv) == 7 and sys.argv[1] == "--worker":
+    _, _, names, xc, basis, forces, reserved = sys.argv
+    print(json.dumps(_loop(names.split(","), xc, basis, bool(int(forces)), bool(int(reserved)))))

@@ -41,6 +41,7 @@ from basis.molecule import make_molecule
 from dftjax.adjoint import make_scf_function
 from dftjax.bench._timing import time_reference
 from dftjax.bench.molecules import MOLECULES
+from dftjax.compilation import CompilationCounter
 from dftjax.properties import force_function
 from dftjax.system import SCFOptions
 
@@ -65,6 +66,8 @@ class GradTiming:
     pyscf_s: float
     memory_implicit_mb: float
     memory_unrolled_mb: float
+    compilations: int = 0  # XLA compilations of the cold call (the warm calls compile nothing)
+    size_class: dict | None = None
 
     @property
     def ratio_warm(self) -> float:
@@ -138,15 +141,16 @@ def run(*, quick: bool = False, progress: bool = True, molecules: tuple[str, ...
         pyscf_s = time_reference(lambda: _pyscf_forces(molecule, options), repeats)
         coords = jnp.asarray(molecule.coords)
         start = time.perf_counter()
-        energy_forces, dm0 = force_function(molecule, options)
-        forces = jax.block_until_ready(energy_forces(coords, dm0))[1]
+        with CompilationCounter() as counter:
+            energy_forces, dm0 = force_function(molecule, options)
+            forces = jax.block_until_ready(energy_forces(coords, dm0))[1]
         cold = time.perf_counter() - start
         warm = time_reference(lambda: jax.block_until_ready(energy_forces(coords, dm0)), repeats)
         mem_implicit = _gradient_memory_mb(molecule, options, "implicit") if memory else float("nan")
         mem_unrolled = _gradient_memory_mb(molecule, options, "unrolled") if memory else float("nan")
         row = GradTiming(name, basis, xc, options.density_fit, nao,
                          float(np.abs(np.asarray(forces) - reference).max()), cold, warm, pyscf_s,
-                         mem_implicit, mem_unrolled)
+                         mem_implicit, mem_unrolled, counter.compilations, getattr(energy_forces, "size_class", None))
         results.append(row)
         if progress:
             print(f"[bench grad] {name}/{basis}: |dF|max {row.max_force_difference:.1e} Ha/bohr, cold {cold:.1f} s, "
@@ -163,10 +167,10 @@ def as_records(results: list[GradTiming]) -> list[dict]:
 def format_table(results: list[GradTiming]) -> str:
     """A fixed-width table of the rows."""
     header = (f"{'molecule':<9} {'basis':<9} {'xc':<6} {'J/K':<5} {'nao':>4} {'|F - F_PySCF|':>13} {'cold s':>8} "
-              f"{'warm s':>8} {'PySCF s':>8} {'warm/PySCF':>10} {'mem impl MB':>11} {'mem unr MB':>10}")
+              f"{'warm s':>8} {'PySCF s':>8} {'warm/PySCF':>10} {'mem impl MB':>11} {'mem unr MB':>10} {'compil.':>7}")
     lines = [header]
     for r in results:
         lines.append(f"{r.molecule:<9} {r.basis:<9} {r.xc:<6} {'DF' if r.density_fit else 'exact':<5} {r.nao:>4} "
                      f"{r.max_force_difference:>13.2e} {r.cold_s:>8.2f} {r.warm_s:>8.2f} {r.pyscf_s:>8.2f} "
-                     f"{r.ratio_warm:>10.2f} {r.memory_implicit_mb:>11.1f} {r.memory_unrolled_mb:>10.1f}")
+                     f"{r.ratio_warm:>10.2f} {r.memory_implicit_mb:>11.1f} {r.memory_unrolled_mb:>10.1f} {r.compilations:>7}")
     return "\n".join(lines)

@@ -52,6 +52,10 @@ class SCFTiming:
     cold_solve_s: float
     warm_setup_s: float
     warm_solve_s: float
+    # XLA compilations of the cold and the warm run, and the size class both ran in
+    compilations: int = 0
+    warm_compilations: int = 0
+    size_class: dict | None = None
 
     @property
     def ratio_warm(self) -> float:
@@ -98,7 +102,8 @@ def run(molecules=("water", "benzene", "hexane"), functionals=FUNCTIONALS, densi
                 row = SCFTiming(name, basis, xc, df, nao, warm.energy, float(energy_ref), warm.iterations,
                                 int(cycles_ref), cold.wall_time_s, warm.wall_time_s, pyscf_s,
                                 cold.timings["setup"], cold.timings["solve"], warm.timings["setup"],
-                                warm.timings["solve"])
+                                warm.timings["solve"], cold.compilations["compilations"],
+                                warm.compilations["compilations"], cold.size_class)
                 results.append(row)
                 if progress:
                     print(f"[bench scf] {name} {xc} df={df}: dE={row.energy - row.energy_pyscf:.1e} "
@@ -115,14 +120,15 @@ def as_records(results: list[SCFTiming]) -> list[dict]:
 def format_table(results: list[SCFTiming]) -> str:
     header = (f"{'molecule':<9} {'xc':<6} {'J/K':<5} {'nao':>4} {'E dftjax (Ha)':>16} {'E - E_PySCF':>12} "
               f"{'iter':>9} {'cold s':>8} {'warm s':>8} {'PySCF s':>8} {'warm/PySCF':>10} {'cold/PySCF':>10} "
-              f"{'cold set/scf':>13} {'warm set/scf':>13}")
+              f"{'cold set/scf':>13} {'warm set/scf':>13} {'compil.':>7}")
     lines = [header]
     for r in results:
         lines.append(
             f"{r.molecule:<9} {r.xc:<6} {'DF' if r.density_fit else 'exact':<5} {r.nao:>4} {r.energy:>16.9f} "
             f"{r.energy - r.energy_pyscf:>12.2e} {f'{r.iterations}/{r.iterations_pyscf}':>9} {r.cold_s:>8.2f} "
             f"{r.warm_s:>8.2f} {r.pyscf_s:>8.2f} {r.ratio_warm:>10.2f} {r.ratio_cold:>10.2f} "
-            f"{f'{r.cold_setup_s:.1f}/{r.cold_solve_s:.1f}':>13} {f'{r.warm_setup_s:.2f}/{r.warm_solve_s:.2f}':>13}")
+            f"{f'{r.cold_setup_s:.1f}/{r.cold_solve_s:.1f}':>13} {f'{r.warm_setup_s:.2f}/{r.warm_solve_s:.2f}':>13} "
+            f"{r.compilations:>7}")
     if results:
         lines.append(f"warm/PySCF: median {np.median([r.ratio_warm for r in results]):.2f} "
                      f"(goal <= 0.5); cold/PySCF: median {np.median([r.ratio_cold for r in results]):.2f} (goal <= 2)")

@@ -83,7 +83,8 @@ def test_cached_reference_data_is_consistent():
     assert basis == payload["basis"]
 
 
-@pytest.mark.parametrize("name", ["H2O", "OH"])
+# OH (open shell, 58 s cold) in the slow tier; H2O (47 s) by default
+@pytest.mark.parametrize("name", ["H2O", pytest.param("OH", marks=pytest.mark.slow)])
 def test_relaxed_ccsd_density_gives_the_finite_difference_energy_derivative(name):
     """tr(D_rel V) = dE_CCSD/dlambda for h + lambda V (HF and CCSD re-solved): closed (RCCSD) and open
     shell (UCCSD, with OH's degenerate pi zero mode); the unrelaxed density misses it."""
