@@ -71,8 +71,8 @@ from basis.size_class import (PaddedBasis, pad_atoms, pad_basis, pad_grid, padde
 from dftjax.fock import HybridParams, fock_and_energy, total_energy
 from dftjax.scf import (SCFProblem, SCFState, converge, eigh_safe, initial_density, iterate, occupations,
                         orbitals, scf_map)
-from dftjax.system import (PAD_LEVEL, KSSystem, SCFOptions, SizeClassLayout, canonical_orthogonalizer,
-                           check_options, shard_grid)
+from dftjax.system import (CORE_GUESSES, PAD_LEVEL, KSSystem, SCFOptions, SizeClassLayout,
+                           canonical_orthogonalizer, check_options, shard_grid)
 from dftjax.size_registry import ClassSizes, family_key, registry
 from functionals import Functional
 
@@ -706,8 +706,8 @@ def make_scf_function(molecule: Molecule, options: SCFOptions | None = None, *, 
         return system_at(static, coords, inp.field, exponents, data)
 
     if dm0 is None:
-        system0 = None  # the minao guess needs no integrals
-        if options.init_guess != "minao" or options.break_symmetry:
+        system0 = None  # the PySCF guesses (minao, atom, huckel) need no integrals
+        if options.init_guess in CORE_GUESSES or options.break_symmetry:
             system0 = system_fn(inputs)
         dm0 = initial_density(molecule, system0, options, None if system0 is None else layout)
         if system0 is not None:

@@ -120,7 +120,7 @@ def cmd_scf(args) -> dict:
     options = SCFOptions(
         xc=args.xc, basis=args.basis, unrestricted=args.unrestricted,
         grid_level=args.grid_level, density_fit=args.density_fit, max_cycle=args.max_cycle,
-        break_symmetry=args.break_symmetry,
+        break_symmetry=args.break_symmetry, init_guess=args.init_guess,
     )
     _progress(f"{options.xc}/{options.basis} on {molecule.n_atoms} atoms ({'UKS' if options.unrestricted else 'RKS'})")
     result = run_scf(molecule, options, verbose=True)
@@ -246,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     scf.add_argument("--unrestricted", action="store_true")
     scf.add_argument("--break-symmetry", action="store_true",
                      help="unrestricted: mix HOMO and LUMO of the guess (stretched bonds, diradicals)")
+    scf.add_argument("--init-guess", default="minao",
+                     help="starting density, PySCF's names: minao (default), atom, huckel, 1e (= hcore, core)")
     scf.add_argument("--grid-level", type=int, default=3)
     scf.add_argument("--density-fit", action="store_true")
     scf.add_argument("--max-cycle", type=int, default=100)

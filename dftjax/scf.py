@@ -42,7 +42,8 @@ from basis.molecule import Molecule
 from dftjax.compilation import CompilationCounter
 from dftjax.fock import EnergyParts, coulomb_exchange, exchange_coefficients, fock_and_energy, xc_energy
 from dftjax.mixing import diis, no_mixing
-from dftjax.system import PAD_LEVEL, KSSystem, SCFOptions, build_system, check_options, functional_by_name
+from dftjax.system import (CORE_GUESSES, PAD_LEVEL, KSSystem, SCFOptions, build_system, check_options,
+                           functional_by_name)
 from functionals import Functional
 
 __all__ = [
@@ -304,29 +305,50 @@ class SCFResult:
     size_class: dict = dataclasses.field(default_factory=dict)
 
 
-def initial_density(molecule: Molecule, system: KSSystem, options: SCFOptions, layout=None) -> jax.Array:
+def initial_density(molecule: Molecule, system: KSSystem | None, options: SCFOptions, layout=None) -> jax.Array:
     """(2, nao, nao) starting spin density matrices (in ``layout``'s padded AO order when given).
 
-    ``"minao"``: PySCF's superposition of minimal-basis atomic densities projected onto the basis
-    (``pyscf.scf.hf.init_guess_by_minao``), halved into spins. ``"1e"``: occupied orbitals of the
-    core Hamiltonian.
+    Guesses (``options.init_guess``, PySCF's names; :data:`dftjax.system.INIT_GUESSES`):
+
+    * ``"minao"``: PySCF's superposition of minimal-basis atomic densities projected onto the basis
+      (``pyscf.scf.hf.init_guess_by_minao``).
+    * ``"atom"``: PySCF's superposition of spherically (occupation) averaged atomic HF densities
+      (``pyscf.scf.hf.init_guess_by_atom``).
+    * ``"huckel"``: PySCF's Huckel guess from those atomic HF orbitals (doi:10.1021/acs.jctc.8b01089):
+      ``pyscf.scf.hf.init_guess_by_huckel`` for spin 0; with unpaired electrons the alpha and beta
+      aufbau densities of the same orbitals (``pyscf.scf.uhf.UHF(mol).init_guess_by_huckel(mol,
+      breaksym=False)``), since the restricted version occupies only ``nelectron // 2`` orbitals.
+    * ``"1e"`` (aliases ``"hcore"``, ``"core"``): occupied orbitals of the core Hamiltonian.
+
+    A total density (minao, atom, closed-shell huckel) is split into spins in proportion to
+    ``molecule.nelec``. The PySCF guesses need no integrals (``system`` may be None when
+    ``break_symmetry`` is off); ``"1e"`` and ``break_symmetry`` read ``system``.
     """
-    if options.init_guess == "1e":
+    if options.init_guess in CORE_GUESSES:
         fock = jnp.stack([system.h_core, system.h_core])
         dm = aufbau_density(system, orbitals(SCFProblem.from_options(options), system, fock)[1])
     else:
-        from pyscf.scf import hf
-
-        mol = molecule.to_pyscf(basis=options.basis)
-        total = np.asarray(hf.init_guess_by_minao(mol))
+        spins = _pyscf_guess(molecule, options.basis, options.init_guess)
         if layout is not None:
-            total = layout.pad_matrix(total)
-        n_alpha, n_beta = molecule.nelec
-        n = n_alpha + n_beta
-        dm = jax.device_put(np.stack([total * n_alpha / n, total * n_beta / n]))  # no per-shape program
+            spins = layout.pad_matrix(spins)
+        dm = jax.device_put(spins)  # no per-shape program
     if options.break_symmetry:
         dm = _broken_symmetry(molecule, options, system, dm)
     return dm
+
+
+def _pyscf_guess(molecule: Molecule, basis: str, name: str) -> np.ndarray:
+    """(2, nao, nao) numpy spin densities of PySCF's ``name`` guess in the molecule's own AO order."""
+    from pyscf.scf import hf, uhf
+
+    mol = molecule.to_pyscf(basis=basis)
+    if name == "huckel" and molecule.spin != 0:
+        return np.asarray(uhf.UHF(mol).init_guess_by_huckel(mol, breaksym=False))
+    guesses = {"minao": hf.init_guess_by_minao, "atom": hf.init_guess_by_atom, "huckel": hf.init_guess_by_huckel}
+    total = np.asarray(guesses[name](mol))
+    n_alpha, n_beta = molecule.nelec
+    n = n_alpha + n_beta
+    return np.stack([total * n_alpha / n, total * n_beta / n])
 
 
 def _broken_symmetry(molecule: Molecule, options: SCFOptions, system: KSSystem, dm) -> jax.Array:

@@ -44,8 +44,11 @@ class SCFOptions:
       diis_space: number of DIIS vectors.
       level_shift: virtual-orbital level shift (Ha) for the first attempt.
       damping: density-matrix damping factor in [0, 1) for the first attempt.
-      init_guess: ``"minao"`` (PySCF's superposition of minimal-basis atomic densities) or ``"1e"``
-        (core Hamiltonian).
+      init_guess: the starting density, by PySCF's names (:data:`INIT_GUESSES`): ``"minao"``
+        (superposition of minimal-basis atomic densities), ``"atom"`` (superposition of spherically
+        averaged atomic HF densities), ``"huckel"`` (Huckel orbitals from those atomic HF
+        orbitals), or ``"1e"`` (occupied orbitals of the core Hamiltonian; aliases ``"hcore"`` and
+        ``"core"``). See :func:`dftjax.scf.initial_density`.
       break_symmetry: unrestricted only: mix the alpha HOMO and LUMO of the initial guess
         (HOMO +- LUMO over sqrt 2, opposite signs for the two spins) so that a singlet can relax to a
         broken-symmetry solution (stretched bonds, diradicals).
@@ -124,6 +127,12 @@ def functional_by_name(xc: str) -> Functional:
     return get_functional(xc)
 
 
+# SCFOptions.init_guess values: PySCF's names, plus "core" for "1e"; CORE_GUESSES diagonalise the core
+# Hamiltonian (dftjax integrals), the others are computed by PySCF (dftjax.scf.initial_density)
+CORE_GUESSES = ("1e", "hcore", "core")
+INIT_GUESSES = ("minao", "atom", "huckel") + CORE_GUESSES
+
+
 def check_options(molecule: Molecule, options: SCFOptions) -> Functional:
     """Validate before any heavy work; returns the functional."""
     functional = functional_by_name(options.xc)  # ValueError with close matches for unknown names
@@ -131,8 +140,9 @@ def check_options(molecule: Molecule, options: SCFOptions) -> Functional:
         raise ValueError(
             f"restricted SCF with spin {molecule.spin}: {molecule.spin} unpaired electrons need unrestricted=True"
         )
-    if options.init_guess not in ("minao", "1e"):
-        raise ValueError(f"unknown init_guess {options.init_guess!r}: expected 'minao' or '1e'")
+    if options.init_guess not in INIT_GUESSES:
+        raise ValueError(f"unknown init_guess {options.init_guess!r}: expected one of "
+                         + ", ".join(repr(name) for name in INIT_GUESSES))
     if not 0.0 <= options.damping < 1.0:
         raise ValueError(f"damping {options.damping} must be in [0, 1)")
     if options.break_symmetry and not options.unrestricted:

@@ -69,7 +69,7 @@ def test_density_fitting_matches_pyscf_density_fit():
     [
         (OH, SCFOptions(xc="pbe"), "restricted SCF with spin 1"),
         (WATER, SCFOptions(xc="pbee"), "pbee"),
-        (WATER, SCFOptions(init_guess="huckel"), "unknown init_guess 'huckel'"),
+        (WATER, SCFOptions(init_guess="sad"), "unknown init_guess 'sad'"),
         (WATER, SCFOptions(damping=1.5), "damping 1.5"),
     ],
 )

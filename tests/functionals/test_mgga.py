@@ -53,8 +53,6 @@ from functionals import lda, mgga
 from functionals.features import Features
 from tests.functionals._molecules import molecule_density
 
-mpmath = pytest.importorskip("mpmath")  # installed with sympy; only the low-density oracle uses it
-
 RTOL = 1e-10
 RTOL_LOW_DENSITY = 1e-7  # rho < LOW_DENSITY: libxc's correlation loses digits
 LOW_DENSITY = 1e-7
@@ -336,7 +334,7 @@ def test_molecular_grid_against_libxc_compound(name, xc):
 # Low density: 40-digit mpmath evaluation of the papers' correlation formulas
 # --------------------------------------------------------------------------------------------
 
-def _mp_correlation(r2scan: bool, rho_a, rho_b, sigma, tau):
+def _mp_correlation(mpmath, r2scan: bool, rho_a, rho_b, sigma, tau):
     """eps_c * rho of SCAN / r2SCAN correlation in mpmath (total sigma and tau), module formulas."""
     mp, mpf = mpmath.mp, mpmath.mpf
     p_ = mgga.R2SCAN_C_PARAMS if r2scan else mgga.SCAN_C_PARAMS
@@ -398,6 +396,8 @@ def test_low_density_correlation_against_mpmath(case):
 
     Energy to 1e-13 and d e / d rho_a (mpmath numerical derivative at 40 digits) to 1e-12.
     """
+    # the one oracle in this file that needs mpmath (installed with sympy)
+    mpmath = pytest.importorskip("mpmath", reason="the 40-digit oracle is evaluated with mpmath")
     points = np.array([  # rho_a, rho_b, s (total), alpha (total)
         [7e-13, 3e-13, 0.5, 0.3], [4e-12, 4e-12, 3.0, 2.0], [2e-11, 1e-13, 0.05, 6.0],
         [3e-10, 2e-10, 12.0, 1.2], [5e-9, 1e-9, 1.5, 0.9], [2e-9, 2e-9, 0.0, 0.0],
@@ -414,8 +414,8 @@ def test_low_density_correlation_against_mpmath(case):
                                np.array([[sigma], [0.0], [0.0]]), np.array([[tau], [0.0]]))
         mp_args = [mpmath.mpf(float(v)) for v in (rho_a, rho_b, sigma, tau)]
         r2 = case.id == "r2scan_c"
-        e_mp = _mp_correlation(r2, *mp_args)
-        v_mp = mpmath.diff(lambda ra: _mp_correlation(r2, ra, *mp_args[1:]), mp_args[0])
+        e_mp = _mp_correlation(mpmath, r2, *mp_args)
+        v_mp = mpmath.diff(lambda ra: _mp_correlation(mpmath, r2, ra, *mp_args[1:]), mp_args[0])
         np.testing.assert_allclose(e[0], float(e_mp), rtol=1e-13)
         # vrho of SCAN at s = 12, alpha = 1.2 is mildly ill-conditioned (2.4e-13, module doc)
         np.testing.assert_allclose(d_rho[0, 0], float(v_mp), rtol=1e-12)

@@ -42,23 +42,63 @@ def test_lbfgs_lowers_loss_and_keeps_best_validation(setup):
     assert int(state.best_step) == best
 
 
-def test_cli_parses_and_rejects_bad_input():
+def _ksr1d_parser():
     import argparse
 
     from dftjax.oned import cli
 
     parser = argparse.ArgumentParser()
     cli.register(parser.add_subparsers(dest="command"))
+    return parser
+
+
+def test_cli_parses_and_rejects_bad_input(monkeypatch):
+    import sys
+
+    parser = _ksr1d_parser()
     args = parser.parse_args(["train", "ksr1d", "--model", "local", "--steps", "-1", "--json"])
     assert args.model == "local" and args.json
     with pytest.raises(ValueError, match="--steps"):
         args.func(args)
+    # without matplotlib (here: its import fails, installed or not) --plot is refused before training
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
     args = parser.parse_args(["train", "ksr1d", "--plot", "curves.png"])
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        with pytest.raises(ValueError, match="matplotlib"):
-            args.func(args)
+    with pytest.raises(ValueError, match="--plot needs matplotlib"):
+        args.func(args)
+
+
+def test_cli_plot_writes_the_test_curves_as_png(monkeypatch, tmp_path):
+    """``--plot`` draws the rows the experiment returned into a PNG, one column per molecule. The
+    experiment is replaced by a fixed result (the real run with --plot is the slow
+    test_paper_h2_experiment_with_cli_defaults)."""
+    pytest.importorskip("matplotlib", reason="--plot draws with matplotlib")
+    import struct
+
+    from dftjax.oned import cli, experiment
+
+    parser = _ksr1d_parser()
+    args = parser.parse_args(["train", "ksr1d", "--plot", str(tmp_path / "missing" / "curves.png")])
+    with pytest.raises(ValueError, match="no directory"):
+        args.func(args)
+
+    rows = [{"molecule": name, "distance": r, "energy": -1.0 - 0.1 * r, "dmrg_energy": -1.001 - 0.1 * r,
+             "lda_energy": -0.95 - 0.1 * r} for name in ("h2", "h4") for r in (1.0, 2.0, 3.0)]
+    result = {"model": "global", "optimizer": "lbfgs", "steps": 0, "best_step": 0, "train_time_s": 0.0,
+              "seconds_per_step": None, "mae_mha": 1.0, "max_error_mha": 1.0, "mean_density_error": 0.0,
+              "history": {"loss": [], "validation": [], "time_s": [], "cpu_s": []}, "test": rows}
+    monkeypatch.setattr(experiment, "ksr_experiment", lambda *a, **k: dict(result))
+    drawn, plot_curves = [], cli.plot_curves
+    monkeypatch.setattr(cli, "plot_curves", lambda res, path: (drawn.append((res["test"], path)),
+                                                               plot_curves(res, path)))
+    plot = tmp_path / "curves.png"
+    args = parser.parse_args(["train", "ksr1d", "--steps", "0", "--plot", str(plot)])
+    assert args.func(args)["plot"] == str(plot)
+    assert drawn == [(rows, str(plot))]
+    png = plot.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR"
+    # two molecules: figsize (2 x 4.5, 7) inches at 110 dpi
+    assert struct.unpack(">II", png[16:24]) == (990, 770)
+    assert len(png) > 10_000  # axes, three curves and the error band per molecule (measured 74 kB)
 
 
 def test_output_fraction_decay_is_li_et_al_mixing():
