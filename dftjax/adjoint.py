@@ -678,7 +678,8 @@ def make_scf_function(molecule: Molecule, options: SCFOptions | None = None, *, 
       A :class:`DifferentiableSCF`; its functions are pure and can be jitted.
 
     Raises:
-      ValueError: unknown adjoint, missing ``n_steps``, bad options (as ``run_scf``).
+      ValueError: unknown adjoint, missing ``n_steps``, bad options (as ``run_scf``), or a
+        range-separated functional with density fitting (not differentiable here).
     """
     options = SCFOptions() if options is None else options
     if adjoint not in ADJOINTS:
@@ -689,6 +690,12 @@ def make_scf_function(molecule: Molecule, options: SCFOptions | None = None, *, 
         raise ValueError(f"mixing {mixing!r}: expected 'diis' or a damping factor in [0, 1)")
     named = check_options(molecule, options)
     functional = named if functional is None else functional
+    if functional.omega and options.density_fit:
+        raise ValueError(
+            f"{functional.name} is range-separated: with density fitting it has no derivatives here (the "
+            "long-range Coulomb metric is numerically singular and its eigenvalue cut cannot be "
+            "differentiated); use exact J/K (density_fit=False) for forces, Hessians and field or "
+            "parameter derivatives")
     static, data, layout = size_class_setup(molecule, options, functional, response_tol=response_tol,
                                             grid_response=grid_response)
     strategy = _Adjoint() if adjoint == "implicit" else _Adjoint("unrolled", int(n_steps),

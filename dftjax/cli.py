@@ -116,7 +116,7 @@ def cmd_scf(args) -> dict:
     if args.forces:
         from dftjax.system import check_position_derivatives
 
-        check_position_derivatives(args.xc, "--forces")
+        check_position_derivatives(args.xc, "--forces", density_fit=args.density_fit)
     options = SCFOptions(
         xc=args.xc, basis=args.basis, unrestricted=args.unrestricted,
         grid_level=args.grid_level, density_fit=args.density_fit, max_cycle=args.max_cycle,

@@ -74,7 +74,7 @@ def cmd_opt(args) -> dict:
     from dftjax.opt import optimize_geometry
     from dftjax.system import SCFOptions, check_position_derivatives
 
-    check_position_derivatives(args.xc, "dftjax opt")
+    check_position_derivatives(args.xc, "dftjax opt", density_fit=args.density_fit)
     if args.max_force <= 0:
         raise ValueError(f"--max-force {args.max_force} must be positive")
     if args.max_steps < 1:

@@ -498,10 +498,14 @@ def _result(molecule, options, basis, system, layout, problem, state, converged,
 
 
 def uses_size_classes(options: SCFOptions, functional: Functional) -> bool:
-    """Whether ``run_scf`` pads to a size class: asked for, on dftjax's own grid, and a functional
-    that reads only the density (nonlocal ones take PySCF's grid Coulomb potentials)."""
+    """Whether ``run_scf`` pads to a size class: asked for, on dftjax's own grid, a functional that
+    reads only the density (nonlocal ones take PySCF's grid Coulomb potentials), and not range
+    separation with density fitting."""
     return (options.size_classes and not options.pyscf_grids
-            and not getattr(functional, "needs_grid_coulomb", False))
+            and not getattr(functional, "needs_grid_coulomb", False)
+            # range separation with density fitting needs the eigenvalue-cut long-range metric of
+            # the unpadded build (system._df_factor); the padded one is a Cholesky factor
+            and not (functional.omega and options.density_fit))
 
 
 def size_class(system: KSSystem) -> dict:

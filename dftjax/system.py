@@ -152,16 +152,21 @@ def check_options(molecule: Molecule, options: SCFOptions) -> Functional:
     return functional
 
 
-def check_position_derivatives(xc: str, what: str) -> None:
+def check_position_derivatives(xc: str, what: str, density_fit: bool = False) -> None:
     """ValueError (before any heavy work) when ``xc`` cannot give derivatives in nuclear positions.
 
     Nonlocal functionals (``needs_grid_coulomb``, ``dftjax:nn-local-hybrid``) read grid Coulomb
     potentials from PySCF's ``int1e_grids``, which are not differentiable here (``dftjax.adjoint.system_at``
-    refuses them); ``what`` names the request in the message (``"--forces"``, ``"dftjax opt"``).
+    refuses them); neither are range-separated functionals with ``density_fit``. ``what`` names the
+    request in the message (``"--forces"``, ``"dftjax opt"``).
     """
-    if getattr(functional_by_name(xc), "needs_grid_coulomb", False):
+    functional = functional_by_name(xc)
+    if getattr(functional, "needs_grid_coulomb", False):
         raise ValueError(f"{what} is not available for {xc} (its exact-exchange energy density uses grid "
                          "Coulomb potentials that are not differentiable in nuclear positions here)")
+    if density_fit and functional.omega:
+        raise ValueError(f"{what} is not available for {xc} with density fitting (range separation with a "
+                         "fitted long-range metric is not differentiable here); drop --density-fit")
 
 
 # Orbital energy (Ha) given to padding AOs: they are orthonormal (S = 1 on their block), decoupled

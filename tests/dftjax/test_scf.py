@@ -64,6 +64,25 @@ def test_density_fitting_matches_pyscf_density_fit():
     assert abs(result.energy - energy) < 1e-6
 
 
+def test_range_separated_density_fit_runs_and_refuses_derivatives():
+    # the plain SCF takes the unpadded build (eigenvalue-cut long-range metric, as PySCF);
+    # derivatives are refused up front with the reason
+    options = SCFOptions(xc="camb3lyp", basis="sto-3g", density_fit=True, grid_level=0)
+    result = run_scf(WATER, options)
+    mol = WATER.to_pyscf(basis="sto-3g")
+    mf = dft.RKS(mol, xc="camb3lyp").density_fit()
+    mf.grids.level = 0
+    mf.conv_tol = 1e-12
+    mf.verbose = 0
+    assert result.converged and abs(result.energy - mf.kernel()) < 1e-9  # measured 1.1e-13 Ha
+    from dftjax.cli import main
+    from dftjax.properties import forces
+
+    with pytest.raises(ValueError, match="range-separated: with density fitting it has no derivatives"):
+        forces(WATER, options)
+    assert main(["scf", "--atom", "H 0 0 0; H 0 0 0.74", "--xc", "camb3lyp", "--density-fit", "--forces"]) == 2
+
+
 @pytest.mark.parametrize(
     "molecule, options, message",
     [
