@@ -58,7 +58,8 @@ class SCFOptions:
         ``pyscf_grids`` and nonlocal functionals always use the molecule's own sizes.
       shard_grid: split the grid points (AO values, XC) across all local JAX devices with
         ``jax.sharding`` when more than one is visible (CPU hosts: ``XLA_FLAGS=
-        --xla_force_host_platform_device_count=N``); results equal the single-device ones.
+        "--xla_force_host_platform_device_count=N --xla_cpu_multi_thread_eigen=false"``, the second
+        flag keeping the collectives from starving on few cores); results equal the single-device ones.
     """
 
     xc: str = "pbe"

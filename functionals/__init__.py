@@ -54,6 +54,7 @@ Analytic functionals expose their constants the same way (``params`` dicts such 
 ``B88_PARAMS``), so they can be refitted by the same machinery, and a learned term can be added to
 a registered functional with :func:`linear_combination`.
 """
+import basis  # noqa: F401,E402  (first: the project's float64 policy, see basis/__init__.py)
 from functionals.features import (Features, RestrictedFeatures, closed_shell_features,
                                   features_from_density_matrices, from_libxc_input,
                                   restricted_features, restricted_features_from_density_matrix,

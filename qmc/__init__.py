@@ -19,6 +19,7 @@ Modules, one physical piece each:
 >>> result = run_vmc(make_molecule("He 0 0 0"), VMCOptions(iterations=400))  # doctest: +SKIP
 """
 
+import basis  # noqa: F401  (first: the project's float64 policy, see basis/__init__.py)
 from qmc.ansatz import ANSATZES, FermiNetOptions, PauliNetOptions, make_ansatz
 from qmc.hamiltonian import make_local_energy, potential_energy
 from qmc.laplacian import LAPLACIANS, forward_laplacian, hessian_laplacian
