@@ -62,8 +62,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from basis.ao import ao_values
-from basis.grids import make_grid_spec
-from basis.gto import Basis, make_auxbasis, make_basis
+from basis.gto import Basis, make_basis
 from basis.integrals import one_electron, two_electron
 from basis.molecule import Molecule
 from basis.size_class import (PaddedBasis, pad_atoms, pad_basis, pad_grid, padded_grid_points_weights,
@@ -71,9 +70,9 @@ from basis.size_class import (PaddedBasis, pad_atoms, pad_basis, pad_grid, padde
 from dftjax.fock import HybridParams, fock_and_energy, total_energy
 from dftjax.scf import (SCFProblem, SCFState, converge, eigh_safe, initial_density, iterate, occupations,
                         orbitals, scf_map)
-from dftjax.system import (CORE_GUESSES, PAD_LEVEL, KSSystem, SCFOptions, SizeClassLayout,
-                           canonical_orthogonalizer, check_options, shard_grid)
-from dftjax.size_registry import ClassSizes, family_key, registry
+from dftjax.system import (CORE_GUESSES, PAD_LEVEL, RANGE_SEPARATED_FIT, KSSystem, SCFOptions, SizeClassLayout,
+                           canonical_orthogonalizer, check_options, range_separated_fit, shard_grid)
+from dftjax.size_registry import ClassSizes, family_key, registry, unpadded_parts
 from functionals import Functional
 
 __all__ = [
@@ -545,11 +544,7 @@ def size_class_setup(molecule: Molecule, options: SCFOptions, functional: Functi
     ``options`` must already be checked (``check_options``). The grid is dftjax's differentiable
     one at ``options.grid_level`` (``pyscf_grids`` is ignored).
     """
-    basis = make_basis(molecule, options.basis)
-    exact_exchange = functional.kind == "hf" or functional.is_hybrid
-    unpadded_aux = (make_auxbasis(molecule, options.basis, options.auxbasis, exact_exchange=exact_exchange)
-                    if options.density_fit else None)
-    spec = make_grid_spec(molecule.atomic_numbers, options.grid_level) if functional.kind != "hf" else None
+    basis, unpadded_aux, spec = unpadded_parts(molecule, options, functional)
     own = ClassSizes.of(basis, unpadded_aux, molecule.n_atoms, 0 if spec is None else spec.n_points)
     sizes = registry().choose(family_key(options, functional), own)  # own, or a known larger class
     orbital = pad_basis(basis, at_least=sizes.orbital)
@@ -597,9 +592,6 @@ class _IntegralNeeds:
 
     kind: str
     omega: float
-    needs_grid_coulomb: bool = False
-    is_hybrid: bool = False
-    name: str = "integrals"
 
 
 def _integral_static(static: _Static) -> _Static:
@@ -622,10 +614,10 @@ def padded_system(molecule: Molecule, options: SCFOptions, functional: Functiona
     static, data, orbital = size_class_setup(molecule, options, functional)
     coords, _ = pad_atoms(np.asarray(molecule.coords, dtype=np.float64), np.zeros(molecule.n_atoms),
                           static.n_atoms_pad)
-    system = _system_at(_integral_static(static), jnp.asarray(coords), jnp.zeros(3), data.reference_exponents,
+    system = _system_at(_integral_static(static), jax.device_put(coords), jnp.zeros(3), data.reference_exponents,
                         data)
     x = canonical_orthogonalizer(np.asarray(system.overlap), padded=True)
-    system = system._replace(orthogonalizer=jnp.asarray(x))
+    system = system._replace(orthogonalizer=jax.device_put(x))
     if options.shard_grid and functional.kind != "hf":
         system = shard_grid(system)
     layout = SizeClassLayout(orbital=orbital, n_aux_pad=int(data.aux_mask.shape[0]),
@@ -690,11 +682,10 @@ def make_scf_function(molecule: Molecule, options: SCFOptions | None = None, *, 
         raise ValueError(f"mixing {mixing!r}: expected 'diis' or a damping factor in [0, 1)")
     named = check_options(molecule, options)
     functional = named if functional is None else functional
-    if functional.omega and options.density_fit:
+    if range_separated_fit(functional, options.density_fit):
         raise ValueError(
-            f"{functional.name} is range-separated: with density fitting it has no derivatives here (the "
-            "long-range Coulomb metric is numerically singular and its eigenvalue cut cannot be "
-            "differentiated); use exact J/K (density_fit=False) for forces, Hessians and field or "
+            f"{functional.name} is range-separated: with density fitting it has no derivatives here "
+            f"({RANGE_SEPARATED_FIT}); use exact J/K (density_fit=False) for forces, Hessians and field or "
             "parameter derivatives")
     static, data, layout = size_class_setup(molecule, options, functional, response_tol=response_tol,
                                             grid_response=grid_response)

@@ -43,7 +43,7 @@ from dftjax.compilation import CompilationCounter
 from dftjax.fock import EnergyParts, coulomb_exchange, exchange_coefficients, fock_and_energy, xc_energy
 from dftjax.mixing import diis, no_mixing
 from dftjax.system import (CORE_GUESSES, PAD_LEVEL, KSSystem, SCFOptions, build_system, check_options,
-                           functional_by_name)
+                           functional_by_name, range_separated_fit)
 from functionals import Functional
 
 __all__ = [
@@ -505,7 +505,7 @@ def uses_size_classes(options: SCFOptions, functional: Functional) -> bool:
             and not getattr(functional, "needs_grid_coulomb", False)
             # range separation with density fitting needs the eigenvalue-cut long-range metric of
             # the unpadded build (system._df_factor); the padded one is a Cholesky factor
-            and not (functional.omega and options.density_fit))
+            and not range_separated_fit(functional, options.density_fit))
 
 
 def size_class(system: KSSystem) -> dict:

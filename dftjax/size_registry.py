@@ -222,8 +222,9 @@ class SizeRegistry:
             else:
                 limit = self.reuse_cost_ratio * estimated_cost(own)
                 chosen = None
-                for tier in (self._used.get(family, []), self._recorded().get(family, [])):
-                    fitting = [c for c in tier if dominates(c, own) and estimated_cost(c) <= limit]
+                tiers = (lambda: self._used.get(family, []), lambda: self._recorded().get(family, []))
+                for tier in tiers:  # the file is read only when this process knows no fitting class
+                    fitting = [c for c in tier() if dominates(c, own) and estimated_cost(c) <= limit]
                     if fitting:
                         chosen = min(fitting, key=estimated_cost)
                         break
@@ -254,8 +255,9 @@ def registry() -> SizeRegistry:
     return _registry
 
 
-def own_class(molecule, options, functional) -> ClassSizes:
-    """The molecule's own size class under ``options`` (counts rounded up the ladder)."""
+def unpadded_parts(molecule, options, functional):
+    """``(basis, auxbasis or None, grid spec or None)`` of the molecule under ``options``: what its
+    own class is measured from and what :func:`dftjax.adjoint.size_class_setup` pads."""
     from basis.grids import make_grid_spec
     from basis.gto import make_auxbasis, make_basis
 
@@ -263,10 +265,14 @@ def own_class(molecule, options, functional) -> ClassSizes:
     if options.density_fit:
         aux = make_auxbasis(molecule, options.basis, options.auxbasis,
                             exact_exchange=functional.kind == "hf" or functional.is_hybrid)
-    n_points = 0
-    if functional.kind != "hf":
-        n_points = make_grid_spec(molecule.atomic_numbers, options.grid_level).n_points
-    return ClassSizes.of(make_basis(molecule, options.basis), aux, molecule.n_atoms, n_points)
+    spec = make_grid_spec(molecule.atomic_numbers, options.grid_level) if functional.kind != "hf" else None
+    return make_basis(molecule, options.basis), aux, spec
+
+
+def own_class(molecule, options, functional) -> ClassSizes:
+    """The molecule's own size class under ``options`` (counts rounded up the ladder)."""
+    basis, aux, spec = unpadded_parts(molecule, options, functional)
+    return ClassSizes.of(basis, aux, molecule.n_atoms, 0 if spec is None else spec.n_points)
 
 
 def reserve(molecules, options, functional=None) -> ClassSizes:

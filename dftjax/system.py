@@ -153,6 +153,17 @@ def check_options(molecule: Molecule, options: SCFOptions) -> Functional:
     return functional
 
 
+# Range-separated functionals with density fitting have energies but no derivatives here.
+RANGE_SEPARATED_FIT = ("the fitted long-range Coulomb metric is numerically singular and its eigenvalue cut "
+                       "is not differentiable")
+
+
+def range_separated_fit(functional: Functional, density_fit: bool) -> bool:
+    """Whether this is the combination with energies only: range separation and density fitting
+    (the plain SCF takes the unpadded build; derivatives are refused)."""
+    return bool(density_fit and functional.omega)
+
+
 def check_position_derivatives(xc: str, what: str, density_fit: bool = False) -> None:
     """ValueError (before any heavy work) when ``xc`` cannot give derivatives in nuclear positions.
 
@@ -165,9 +176,9 @@ def check_position_derivatives(xc: str, what: str, density_fit: bool = False) ->
     if getattr(functional, "needs_grid_coulomb", False):
         raise ValueError(f"{what} is not available for {xc} (its exact-exchange energy density uses grid "
                          "Coulomb potentials that are not differentiable in nuclear positions here)")
-    if density_fit and functional.omega:
-        raise ValueError(f"{what} is not available for {xc} with density fitting (range separation with a "
-                         "fitted long-range metric is not differentiable here); drop --density-fit")
+    if range_separated_fit(functional, density_fit):
+        raise ValueError(f"{what} is not available for {xc} with density fitting ({RANGE_SEPARATED_FIT}); "
+                         "drop --density-fit")
 
 
 # Orbital energy (Ha) given to padding AOs: they are orthonormal (S = 1 on their block), decoupled
