@@ -67,6 +67,7 @@ from basis.integrals import one_electron, two_electron
 from basis.molecule import Molecule
 from basis.size_class import (PaddedBasis, pad_atoms, pad_basis, pad_grid, padded_grid_points_weights,
                               padded_leaves, three_centre_layout)
+from dftjax.exported import class_program
 from dftjax.fock import HybridParams, fock_and_energy, total_energy
 from dftjax.scf import (SCFProblem, SCFState, converge, eigh_safe, initial_density, iterate, occupations,
                         orbitals, scf_map)
@@ -512,8 +513,7 @@ def padded_energy_and_density(static: _Static, adjoint: _Adjoint, coords, field,
     return _energy(static, adjoint, params, system, dm), dm
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def energy_forces_padded(static: _Static, adjoint: _Adjoint, coords, field, params, exponents, start,
+def _energy_forces_padded(static: _Static, adjoint: _Adjoint, coords, field, params, exponents, start,
                          data: SCFData):
     """``(energy (), forces (n_atoms_pad, 3) Ha/bohr, dm (2, nao_pad, nao_pad))``, jitted once per size class.
 
@@ -525,11 +525,15 @@ def energy_forces_padded(static: _Static, adjoint: _Adjoint, coords, field, para
     return energy, -gradient, dm
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def hessian_padded(static: _Static, adjoint: _Adjoint, coords, field, params, exponents, start, data: SCFData):
+def _hessian_padded(static: _Static, adjoint: _Adjoint, coords, field, params, exponents, start, data: SCFData):
     """(n_atoms_pad, 3, n_atoms_pad, 3) nuclear Hessian (Ha/bohr^2), jitted once per size class."""
     energy = lambda c: padded_energy_and_density(static, adjoint, c, field, params, exponents, start, data)[0]  # noqa: E731
     return jax.jacfwd(jax.grad(energy))(coords)
+
+
+# Jitted once per size class, and kept on disk as lowered modules (dftjax.exported)
+energy_forces_padded = class_program(_energy_forces_padded, static_argnums=(0, 1), name="energy_forces")
+hessian_padded = class_program(_hessian_padded, static_argnums=(0, 1), name="hessian")
 
 
 def _to_arrays(tree):
@@ -581,7 +585,7 @@ def size_class_setup(molecule: Molecule, options: SCFOptions, functional: Functi
     return static, _to_arrays(data), orbital
 
 
-_system_at = jax.jit(system_at, static_argnums=0)
+_system_at = class_program(system_at, static_argnums=(0,), name="system_at")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """XLA compilation: the persistent cache (on by default) and a counter of compilations.
 
-Compilation, not arithmetic, dominates a cold dftjax run on small molecules, so two things are
+Compilation, not arithmetic, dominates a cold dftjax run on small molecules, so three things are
 kept in one place:
 
 * :func:`enable_compilation_cache` keeps XLA executables on disk (JAX's persistent compilation
@@ -8,6 +8,9 @@ kept in one place:
   for the Python API as well as the CLI, in ``$XDG_CACHE_HOME/dftjax/jax`` (``~/.cache/dftjax/jax``);
   ``DFTJAX_CACHE_DIR`` moves it and an empty value turns it off. A cache directory the user already
   configured in JAX is left alone.
+* :mod:`dftjax.exported` keeps the size-class programs themselves (SCF loop, integral build,
+  forces, Hessian) as lowered modules in ``<cache dir>/exported``, so that a new process skips
+  tracing and lowering, which cost more than reading the executable;
 * :class:`CompilationCounter` counts the XLA backend compilations (and persistent-cache hits) that
   happen while it is open, from JAX's own monitoring events: what ``dftjax scf --json`` and the
   benchmarks report as ``compilations``.

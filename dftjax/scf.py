@@ -40,6 +40,7 @@ import numpy as np
 from basis.gto import make_basis
 from basis.molecule import Molecule
 from dftjax.compilation import CompilationCounter
+from dftjax.exported import class_program
 from dftjax.fock import EnergyParts, coulomb_exchange, exchange_coefficients, fock_and_energy, xc_energy
 from dftjax.mixing import diis, no_mixing
 from dftjax.system import (CORE_GUESSES, PAD_LEVEL, KSSystem, SCFOptions, build_system, check_options,
@@ -268,8 +269,9 @@ def iterate(problem: SCFProblem, params, system: KSSystem, dm0, n_steps: int, *,
     return jax.lax.scan(body, initial_state(problem, params, system, dm0), None, length=n_steps)
 
 
-_solve = jax.jit(converge, static_argnums=0)
-_iterate = jax.jit(iterate, static_argnums=(0, 4))
+# Size-class programs: jitted, and kept on disk as lowered modules so a new process skips tracing
+_solve = class_program(converge, static_argnums=(0,), name="converge")
+_iterate = class_program(iterate, static_argnums=(0, 4), name="iterate")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -435,7 +437,7 @@ def _run_scf(molecule: Molecule, options: SCFOptions, params, verbose: bool) -> 
     return _result(molecule, options, basis, system, layout, problem, state, converged, attempts, start, timings)
 
 
-_orbitals = jax.jit(orbitals, static_argnums=0)
+_orbitals = class_program(orbitals, static_argnums=(0,), name="orbitals")
 
 
 def _result(molecule, options, basis, system, layout, problem, state, converged, attempts, start,
