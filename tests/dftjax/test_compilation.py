@@ -1,9 +1,6 @@
 """The compilation counter tells compilations from persistent-cache reads."""
 
-import json
-import os
-import subprocess
-import sys
+from tests.dftjax._subprocess import run_json
 
 _PROGRAM = """
 import json
@@ -18,9 +15,7 @@ print(json.dumps(counter.as_dict()))
 
 
 def _run(cache_dir):
-    env = dict(os.environ, DFTJAX_CACHE_DIR=str(cache_dir))
-    out = subprocess.run([sys.executable, "-c", _PROGRAM], env=env, capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_json(_PROGRAM, DFTJAX_CACHE_DIR=cache_dir)
 
 
 def test_a_cache_read_is_not_counted_as_a_compilation(tmp_path):

@@ -1,10 +1,6 @@
 """Size-class programs persist as lowered modules: a new process reads them instead of tracing."""
 
 import dataclasses
-import json
-import os
-import subprocess
-import sys
 import threading
 
 import jax
@@ -15,6 +11,7 @@ import pytest
 from dftjax import exported
 from dftjax.exported import _name, _Unnamed, class_program
 from functionals import Functional, get_functional
+from tests.dftjax._subprocess import run_json
 
 _PROGRAM = """
 import json
@@ -28,9 +25,7 @@ print(json.dumps({"energy": float(result.energy), **export_stats()}))
 
 
 def _run(cache_dir):
-    env = dict(os.environ, DFTJAX_CACHE_DIR=str(cache_dir))
-    out = subprocess.run([sys.executable, "-c", _PROGRAM], env=env, capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_json(_PROGRAM, DFTJAX_CACHE_DIR=cache_dir)
 
 
 def test_a_second_process_reads_the_scf_programs_instead_of_tracing(tmp_path):
@@ -113,8 +108,5 @@ print(json.dumps({k: hashlib.sha256(v.encode()).hexdigest() for k, v in names.it
 
 def test_names_are_the_same_in_every_process():
     """Names hold no addresses (e.g. of nested code objects), or no process would find another's files."""
-    runs = [subprocess.run([sys.executable, "-c", _NAMES], capture_output=True, text=True, check=True,
-                           env=dict(os.environ, PYTHONHASHSEED=seed))  # set order differs with the seed
-            for seed in ("1", "2")]
-    first, second = (json.loads(r.stdout.strip().splitlines()[-1]) for r in runs)
+    first, second = (run_json(_NAMES, PYTHONHASHSEED=seed) for seed in (1, 2))  # set order follows the seed
     assert first == second
