@@ -20,8 +20,9 @@ A program is stored only when everything it depends on can be named across proce
   ``functionals``, so an edit to the code or an upgrade never reuses a stale program.
 
 Anything else (tracers from an outer transformation, arrays on several devices, a program that
-cannot be exported such as one with host callbacks, a turned-off cache) runs the plain
-``jax.jit`` path: same values, only slower to start. Files are written atomically (temporary
+cannot be exported such as the SCF loop with per-iteration progress, a host callback; a
+turned-off cache) runs the plain ``jax.jit`` path: same values, only slower to start. A program
+found unexportable leaves an empty ``.unexportable`` file, so later processes do not trace it twice. Files are written atomically (temporary
 file, then ``os.replace``); a file that cannot be read is ignored and rewritten. Serialization
 uses the ``flatbuffers`` package (JAX's own format for exported modules).
 
@@ -217,12 +218,15 @@ class _ClassProgram:
             if key in self._programs:
                 return self._programs[key]
         path = directory / f"{self._name}-{key[:32]}.jaxexport"
-        program = _read(path)
+        refused = path.with_suffix(".unexportable")  # an earlier process found it cannot be exported
+        program = None if refused.exists() else _read(path)
         if program is not None:
             _stats["read"] += 1
-        else:
+        elif not refused.exists():
             program = self._export(path, static, n_args, leaves, in_tree)
             _stats["exported"] += program is not None
+            if program is None:
+                _touch(refused)
         with self._lock:
             self._programs[key] = program
         return program
@@ -251,6 +255,14 @@ class _ClassProgram:
         except OSError:
             pass  # a read-only cache still serves this process
         return _Program(exported, out_tree[0])
+
+
+def _touch(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+    except OSError:
+        pass
 
 
 def _read(path: Path) -> _Program | None:

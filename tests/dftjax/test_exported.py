@@ -110,3 +110,22 @@ def test_names_are_the_same_in_every_process():
     """Names hold no addresses (e.g. of nested code objects), or no process would find another's files."""
     first, second = (run_json(_NAMES, PYTHONHASHSEED=seed) for seed in (1, 2))  # set order follows the seed
     assert first == second
+
+
+def _with_callback(settings, x):
+    jax.debug.callback(lambda value: None, x)  # a host callback: not serializable
+    return x * settings.power
+
+
+def test_a_program_that_cannot_be_exported_runs_plain_and_is_not_traced_again(tmp_path, monkeypatch):
+    monkeypatch.setattr(exported, "exported_dir", lambda: tmp_path)
+    before = exported.export_stats()
+    program = class_program(_with_callback, static_argnums=(0,), name="callback")
+    np.testing.assert_array_equal(program(_Settings(3), jnp.ones(2)), 3.0)
+    assert [p.suffix for p in tmp_path.iterdir()] == [".unexportable"]
+    traced = []
+    again = class_program(lambda s, x: traced.append(1) or _with_callback(s, x), static_argnums=(0,), name="callback")
+    np.testing.assert_array_equal(again(_Settings(3), jnp.ones(2)), 3.0)
+    assert len(traced) == 1  # the plain jit's trace only, no second attempt to export
+    after = exported.export_stats()
+    assert after["exported"] == before["exported"] and after["plain"] == before["plain"] + 2
