@@ -22,9 +22,10 @@ A program is stored only when everything it depends on can be named across proce
 Anything else (tracers from an outer transformation, arrays on several devices, a program that
 cannot be exported such as the SCF loop with per-iteration progress, a host callback; a
 turned-off cache) runs the plain ``jax.jit`` path: same values, only slower to start. A program
-found unexportable leaves an empty ``.unexportable`` file, so later processes do not trace it twice. Files are written atomically (temporary
-file, then ``os.replace``); a file that cannot be read is ignored and rewritten. Serialization
-uses the ``flatbuffers`` package (JAX's own format for exported modules).
+found unexportable leaves an empty ``.unexportable`` file, so later processes do not trace it
+twice. Modules are written atomically (:mod:`dftjax.atomic`); a file that cannot be read is
+ignored and rewritten. Serialization uses the ``flatbuffers`` package (JAX's own format for
+exported modules).
 
 >>> forces_program = class_program(energy_forces_padded, static_argnums=(0, 1))  # doctest: +SKIP
 """
@@ -35,7 +36,6 @@ import dataclasses
 import enum
 import functools
 import hashlib
-import os
 import pickle
 import threading
 import types
@@ -44,6 +44,8 @@ from typing import Any, Callable
 
 import jax
 import numpy as np
+
+from dftjax import atomic
 
 __all__ = ["class_program", "exported_dir", "source_hash", "export_stats"]
 
@@ -131,7 +133,8 @@ def _name(value: Any) -> str:
     if isinstance(value, (tuple, list)):
         return f"{type(value).__qualname__}({','.join(_name(v) for v in value)})"
     if isinstance(value, dict):
-        return f"dict({','.join(f'{_name(k)}:{_name(v)}' for k, v in sorted(value.items(), key=lambda kv: repr(kv[0])))})"
+        items = sorted(value.items(), key=lambda kv: repr(kv[0]))
+        return f"dict({','.join(f'{_name(k)}:{_name(v)}' for k, v in items)})"
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         fields = tuple((f.name, getattr(value, f.name)) for f in dataclasses.fields(value))
         return f"{type(value).__module__}.{type(value).__qualname__}({_name(fields)})"
@@ -185,10 +188,7 @@ class _ClassProgram:
         leaves, in_tree = jax.tree_util.tree_flatten(dynamic)
         program = None
         if directory is not None and _single_device(leaves):
-            try:
-                key = self._key(static, leaves, in_tree)
-            except (_Unnamed, RecursionError):
-                key = None
+            key = self._key(static, leaves, in_tree)
             if key is not None:
                 program = self._program(key, directory, static, len(args), leaves, in_tree)
         if program is None:
@@ -196,19 +196,29 @@ class _ClassProgram:
             return self._jitted(*args)
         return jax.tree_util.tree_unflatten(program.out_tree, program.call(*leaves))
 
-    def _static_name(self, static) -> str:
+    def _static_name(self, static) -> str | None:
+        """``_name(static)``, or None when it has no name across processes; remembered per value."""
         try:
             return self._names[static]
-        except TypeError:  # unhashable static arguments: name them every time
-            return _name(static)
-        except KeyError:
-            name = self._names[static] = _name(static)
-            return name
+        except (KeyError, TypeError):  # TypeError: unhashable, named every time
+            pass
+        try:
+            name = _name(static)
+        except (_Unnamed, RecursionError):
+            name = None
+        try:
+            self._names[static] = name
+        except TypeError:
+            pass
+        return name
 
-    def _key(self, static, leaves, in_tree) -> str:
+    def _key(self, static, leaves, in_tree) -> str | None:
+        static_name = self._static_name(static)
+        if static_name is None:
+            return None
         avals = [(tuple(np.shape(x)), str(jax.numpy.result_type(x))) for x in leaves]
         text = "\n".join([
-            str(_FORMAT), self._name, self._static_name(static), str(in_tree), repr(avals), _versions(),
+            str(_FORMAT), self._name, static_name, str(in_tree), repr(avals), _versions(),
             jax.default_backend(), str(jax.config.jax_enable_x64), source_hash(),
         ])
         return hashlib.sha256(text.encode()).hexdigest()
@@ -219,14 +229,16 @@ class _ClassProgram:
                 return self._programs[key]
         path = directory / f"{self._name}-{key[:32]}.jaxexport"
         refused = path.with_suffix(".unexportable")  # an earlier process found it cannot be exported
-        program = None if refused.exists() else _read(path)
-        if program is not None:
-            _stats["read"] += 1
-        elif not refused.exists():
-            program = self._export(path, static, n_args, leaves, in_tree)
-            _stats["exported"] += program is not None
-            if program is None:
-                _touch(refused)
+        program = None
+        if not refused.exists():
+            program = _read(path)
+            if program is not None:
+                _stats["read"] += 1
+            else:
+                program = self._export(path, static, n_args, leaves, in_tree)
+                _stats["exported"] += program is not None
+                if program is None:
+                    _touch(refused)
         with self._lock:
             self._programs[key] = program
         return program
@@ -244,14 +256,11 @@ class _ClassProgram:
         specs = [jax.ShapeDtypeStruct(np.shape(x), jax.numpy.result_type(x)) for x in leaves]
         try:
             exported = jax.export.export(jax.jit(flat))(*specs)
-            payload = pickle.dumps({"module": bytes(exported.serialize()), "out_tree": out_tree[0]})
+            payload = {"module": bytes(exported.serialize()), "out_tree": out_tree[0]}
         except Exception:  # noqa: BLE001 - host callbacks, unserializable custom calls: plain jit
             return None
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = path.with_name(f"{path.name}.tmp{os.getpid()}")
-            temporary.write_bytes(payload)
-            os.replace(temporary, path)
+            atomic.write_pickle(path, payload)
         except OSError:
             pass  # a read-only cache still serves this process
         return _Program(exported, out_tree[0])
@@ -270,9 +279,7 @@ def _read(path: Path) -> _Program | None:
         payload = pickle.loads(path.read_bytes())
         exported = jax.export.deserialize(bytearray(payload["module"]))
         return _Program(exported, payload["out_tree"])
-    except FileNotFoundError:
-        return None
-    except Exception:  # noqa: BLE001 - a truncated or foreign file: export again
+    except Exception:  # noqa: BLE001 - missing, truncated or foreign: export again
         return None
 
 
