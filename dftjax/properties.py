@@ -8,7 +8,7 @@ Every property is a derivative of the differentiable SCF of :mod:`dftjax.adjoint
   response; the analogue of PySCF's ``nuc_grad_method()`` with ``grid_response = True``;
 * dipole ``mu = -dE/dF`` and static polarizability ``alpha = -d2E/dF2`` in a uniform field F
   (finite-field definitions; the field adds ``F . r`` to h and ``-F . sum Z R`` to E_nn);
-* Hessian ``d2E/dR dR`` by ``jax.jacfwd`` of the gradient (coupled-perturbed KS through the
+* Hessian ``d2E/dR dR`` by forward mode over the gradient, one direction at a time (coupled-perturbed KS through the
   implicit adjoint), and harmonic frequencies from it with PySCF's ``thermo.harmonic_analysis``;
 * gradients of the energy with respect to functional parameters or basis-set exponents; the
   mixing coefficients of a hybrid (B3LYP's 0.20 HF, 0.08 Slater, 0.72 B88, 0.19 VWN, 0.81 LYP) become
@@ -121,7 +121,7 @@ def hessian(molecule: Molecule, options: SCFOptions | None = None, *, adjoint: s
             n_steps: int | None = None, grid_response: bool = True) -> np.ndarray:
     """Nuclear Hessian ``d2E / dR_Ai dR_Bj`` (n_atoms, 3, n_atoms, 3) in Ha/bohr^2.
 
-    ``jax.jacfwd`` of ``jax.grad`` of the energy: with the implicit adjoint, each forward direction
+    Forward mode over ``jax.grad`` of the energy, one direction at a time: with the implicit adjoint, each direction
     solves one coupled-perturbed KS equation (GMRES) for the orbital response.
 
     Args:
