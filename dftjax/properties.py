@@ -121,8 +121,8 @@ def hessian(molecule: Molecule, options: SCFOptions | None = None, *, adjoint: s
             n_steps: int | None = None, grid_response: bool = True) -> np.ndarray:
     """Nuclear Hessian ``d2E / dR_Ai dR_Bj`` (n_atoms, 3, n_atoms, 3) in Ha/bohr^2.
 
-    Forward mode over ``jax.grad`` of the energy, one direction at a time: with the implicit adjoint, each direction
-    solves one coupled-perturbed KS equation (GMRES) for the orbital response.
+    Forward mode over ``jax.grad`` of the energy, one direction at a time: with the implicit
+    adjoint, each direction solves one coupled-perturbed KS equation (GMRES) for the orbital response.
 
     Args:
       grid_response: True (default) differentiates the grid points and Becke weights twice with

@@ -211,12 +211,10 @@ def test_shipped_global_model_reproduces_its_recorded_errors():
     tested on 32 bond lengths against DMRG) are the errors of the shipped parameters. Evaluating fixed
     parameters is reproducible across machines to ~1e-11 mHa (measured 4e-12 between the machine that
     wrote the file's metadata and ours), unlike training itself (next test)."""
-    import pathlib
-
-    from dftjax import oned
+    from dftjax.bench.ksr1d import PRETRAINED
     from dftjax.oned.experiment import h2_experiment
 
-    params, metadata = ksr.load_params(str(pathlib.Path(oned.__file__).parent / "models" / "ksr1d_h2_global.npz"))
+    params, metadata = ksr.load_params(PRETRAINED)
     result = h2_experiment("global", ksr.KSROptions(**{**metadata["options"], "steps": 0}), params=params,
                            model_options=metadata["model_options"], with_lda=False, progress=lambda message: None)
     assert len(result["test"]) == 32
