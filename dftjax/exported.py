@@ -27,6 +27,15 @@ twice. Modules are written atomically (:mod:`dftjax.atomic`); a file that cannot
 ignored and rewritten. Serialization uses the ``flatbuffers`` package (JAX's own format for
 exported modules).
 
+Loaded programs are bounded by the process's memory mappings, not by a count. XLA:CPU maps each
+kernel of an executable into pages of its own: a size-class force or Hessian program (~4000
+kernels) takes ~12,000 of the 65,530 mappings Linux allows a process by default
+(``vm.max_map_count``); past the limit LLVM cannot map the next program and the process dies
+(measured 2026-12-07: a pytest worker that had run 20 force, frequency and SCF tests). So before a
+program is loaded, the least recently used class programs are dropped from memory while the
+process holds more than :data:`MAP_BUDGET` of its limit (once, a warning says so); a dropped
+program is read back from disk (seconds) when it is called again.
+
 >>> forces_program = class_program(energy_forces_padded, static_argnums=(0, 1))  # doctest: +SKIP
 """
 
@@ -35,10 +44,15 @@ from __future__ import annotations
 import dataclasses
 import enum
 import functools
+import collections
+import gc
 import hashlib
 import pickle
 import threading
+import time
 import types
+import warnings
+import weakref
 from pathlib import Path
 from typing import Any, Callable
 
@@ -47,7 +61,7 @@ import numpy as np
 
 from dftjax import atomic
 
-__all__ = ["class_program", "exported_dir", "source_hash", "export_stats"]
+__all__ = ["class_program", "exported_dir", "source_hash", "export_stats", "MAP_BUDGET", "drop_programs"]
 
 _PACKAGES = ("dftjax", "basis", "functionals")  # their source is hashed into every key
 _LIBRARIES = ("jax", "jaxlib", "numpy", "flax")  # their versions are in every key
@@ -56,12 +70,99 @@ _FORMAT = 1  # bump when the file layout changes
 
 # What this process did: modules exported (and written), read back from disk, and calls that took
 # the plain jit path (tracers, several devices, unnamed static arguments, cache off, not exportable).
-_stats = {"exported": 0, "read": 0, "plain": 0}
+_stats = {"exported": 0, "read": 0, "plain": 0, "dropped": 0}
 
 
 def export_stats() -> dict:
-    """Counts for this process: ``exported`` (traced and written), ``read`` (from disk), ``plain`` calls."""
+    """Counts for this process: ``exported`` (traced and written), ``read`` (from disk), ``plain``
+    calls, and programs ``dropped`` from memory to stay within the memory-map budget."""
     return dict(_stats)
+
+
+# -- memory-map budget (see the module docstring) -------------------------------------------------
+
+MAP_BUDGET = 0.4  # fraction of vm.max_map_count above which loaded programs are dropped
+_MAX_MAP_COUNT = Path("/proc/sys/vm/max_map_count")
+_SELF_MAPS = Path("/proc/self/maps")
+_instances: "weakref.WeakSet[_ClassProgram]" = weakref.WeakSet()
+_resident: "collections.OrderedDict[tuple[int, str], weakref.ref]" = collections.OrderedDict()  # LRU
+_budget_lock = threading.RLock()
+_plain_checked = [0.0]  # when the plain path last looked at the budget (it looks at most once a second)
+_warned = [False]
+
+
+def _map_limit() -> int | None:
+    """The process's memory-map limit (Linux ``vm.max_map_count``), None where there is none to read."""
+    try:
+        return int(_MAX_MAP_COUNT.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _maps_in_use() -> int:
+    """Memory mappings this process holds now (lines of ``/proc/self/maps``; ~2 ms per 1000)."""
+    try:
+        return _SELF_MAPS.read_bytes().count(b"\n")
+    except OSError:
+        return 0
+
+
+def _over_budget() -> tuple[bool, int, int | None]:
+    limit = _map_limit()
+    if not limit:
+        return False, 0, limit
+    in_use = _maps_in_use()
+    return in_use > MAP_BUDGET * limit, in_use, limit
+
+
+def drop_programs() -> int:
+    """Drop every loaded class program from memory (they reload from disk or recompile when called).
+
+    Returns how many exported programs were dropped. The plain-``jit`` caches of class programs are
+    cleared too. Used automatically when the process nears its memory-map limit; call it yourself
+    to free memory between unrelated jobs.
+    """
+    with _budget_lock:
+        n = len(_resident)
+        while _resident:
+            _drop_oldest()
+        for program in list(_instances):
+            program._jitted.clear_cache()
+        gc.collect()
+    return n
+
+
+def _drop_oldest() -> None:
+    (_, key), owner = _resident.popitem(last=False)
+    owner = owner()
+    if owner is not None:
+        with owner._lock:
+            owner._programs.pop(key, None)
+        _stats["dropped"] += 1
+
+
+def _make_room() -> None:
+    """Drop least recently used programs while the process is over its memory-map budget."""
+    with _budget_lock:
+        over, in_use, limit = _over_budget()
+        if not over:
+            return
+        if not _warned[0]:
+            _warned[0] = True
+            warnings.warn(
+                f"dftjax: this process holds {in_use} memory mappings of the {limit} it may have "
+                f"(vm.max_map_count; each loaded size-class program takes thousands): the least recently "
+                f"used programs are dropped from memory and read back from disk when needed. To keep "
+                f"more loaded, raise the limit (sudo sysctl -w vm.max_map_count=1048576).",
+                RuntimeWarning, stacklevel=4)
+        while over and _resident:
+            _drop_oldest()
+            gc.collect()
+            over, in_use, limit = _over_budget()
+        if over:  # what is left is plain-jit executables of class programs (cache off, several devices)
+            for program in list(_instances):
+                program._jitted.clear_cache()
+            gc.collect()
 
 
 class _Unnamed(Exception):
@@ -180,6 +281,7 @@ class _ClassProgram:
         self._names: dict = {}
         self._lock = threading.Lock()
         functools.update_wrapper(self, fun)
+        _instances.add(self)
 
     def __call__(self, *args):
         directory = exported_dir()
@@ -193,6 +295,10 @@ class _ClassProgram:
                 program = self._program(key, directory, static, len(args), leaves, in_tree)
         if program is None:
             _stats["plain"] += 1
+            now = time.monotonic()
+            if now - _plain_checked[0] > 1.0 and not any(isinstance(x, jax.core.Tracer) for x in leaves):
+                _plain_checked[0] = now
+                _make_room()
             return self._jitted(*args)
         return jax.tree_util.tree_unflatten(program.out_tree, program.call(*leaves))
 
@@ -225,8 +331,14 @@ class _ClassProgram:
 
     def _program(self, key, directory: Path, static, n_args: int, leaves, in_tree) -> _Program | None:
         with self._lock:
-            if key in self._programs:
-                return self._programs[key]
+            known, program = key in self._programs, self._programs.get(key)
+        if known:
+            if program is not None:
+                with _budget_lock:  # (never while holding self._lock: _drop_oldest takes them the other way)
+                    if (id(self), key) in _resident:
+                        _resident.move_to_end((id(self), key))
+            return program
+        _make_room()  # before this program's executable is mapped
         path = directory / f"{self._name}-{key[:32]}.jaxexport"
         refused = path.with_suffix(".unexportable")  # an earlier process found it cannot be exported
         program = None
@@ -241,6 +353,9 @@ class _ClassProgram:
                     _touch(refused)
         with self._lock:
             self._programs[key] = program
+        if program is not None:
+            with _budget_lock:
+                _resident[(id(self), key)] = weakref.ref(self)
         return program
 
     def _export(self, path: Path, static, n_args: int, leaves, in_tree) -> _Program | None:

@@ -129,3 +129,57 @@ def test_a_program_that_cannot_be_exported_runs_plain_and_is_not_traced_again(tm
     assert len(traced) == 1  # the plain jit's trace only, no second attempt to export
     after = exported.export_stats()
     assert after["exported"] == before["exported"] and after["plain"] == before["plain"] + 2
+
+
+def test_least_recently_used_programs_are_dropped_near_the_memory_map_limit(tmp_path, monkeypatch):
+    # A stand-in process: 1000 mappings allowed, 100 per loaded toy program (a real force program
+    # takes ~12,000 of Linux's default 65,530). Over the 40 % budget, programs are dropped before
+    # the next one loads, least recently used first.
+    monkeypatch.setattr(exported, "exported_dir", lambda: tmp_path)
+    monkeypatch.setattr(exported, "_resident", exported.collections.OrderedDict())
+    monkeypatch.setattr(exported, "_warned", [False])
+    monkeypatch.setattr(exported, "_map_limit", lambda: 1000)
+    monkeypatch.setattr(exported, "_maps_in_use", lambda: 100 * len(exported._resident))
+    program = class_program(_toy, static_argnums=(0,), name="toy")
+    x, pair = jnp.arange(3.0), (jnp.ones(3), 1.0)
+
+    leaves, in_tree = jax.tree_util.tree_flatten((x, pair))
+    keys = {power: program._key((_Settings(power),), leaves, in_tree) for power in range(1, 7)}
+
+    def loaded():
+        return sorted(power for power, key in keys.items() if key in program._programs)
+
+    before = exported.export_stats()
+    for power in (1, 2, 3, 4, 5):  # 400 mappings before the fifth: at the budget, not over it
+        program(_Settings(power), x, pair)
+    program(_Settings(2), x, pair)  # a hit: 2 becomes the most recently used
+    assert loaded() == [1, 2, 3, 4, 5] and exported.export_stats()["dropped"] == before["dropped"]
+    with pytest.warns(RuntimeWarning, match="vm.max_map_count"):
+        out = program(_Settings(6), x, pair)  # 500 > 400: drop 1, the least recently used
+    np.testing.assert_array_equal(out["value"], x**6 + 1.0)
+    assert loaded() == [2, 3, 4, 5, 6]
+    stats = exported.export_stats()
+    again = program(_Settings(1), x, pair)  # read back from disk (3 makes room), not traced again
+    np.testing.assert_array_equal(again["value"], x + 1.0)
+    assert loaded() == [1, 2, 4, 5, 6]
+    after = exported.export_stats()
+    assert after["read"] == stats["read"] + 1 and after["exported"] == stats["exported"]
+    assert after["dropped"] == before["dropped"] + 2
+
+
+def test_dropping_programs_unmaps_their_executables():
+    """A real SCF's programs release their memory mappings when dropped, and reload bit for bit."""
+    from basis.molecule import make_molecule
+    from dftjax.scf import SCFOptions, run_scf
+
+    if exported._map_limit() is None:
+        pytest.skip("needs Linux's /proc/sys/vm/max_map_count and /proc/self/maps")
+    h2, options = make_molecule("H 0 0 0; H 0 0 0.74"), SCFOptions(xc="hf", basis="sto-3g")
+    exported.drop_programs()
+    base = exported._maps_in_use()
+    first = run_scf(h2, options)
+    loaded = exported._maps_in_use()
+    assert exported.drop_programs() >= 2
+    dropped = exported._maps_in_use()
+    assert dropped < loaded - 200, (base, loaded, dropped)  # measured 2026-12-07: 1537 -> 1155
+    assert run_scf(h2, options).energy == first.energy
