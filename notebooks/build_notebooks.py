@@ -292,12 +292,14 @@ fig.tight_layout()'''),
 
 `dftjax/oned/models/ksr1d_h2_global.npz` holds the parameters written by
 `dftjax train ksr1d --save-params` with the same defaults. Evaluating them (0 training steps) on the
-same 32 test geometries needs no training and gives the same errors on any machine (to ~1e-11 mHa).
+same 32 test geometries needs no training and gives the same errors on any machine (the test
+`tests/dftjax/oned/test_ksr.py::test_shipped_global_model_reproduces_its_recorded_errors` holds them
+to 1e-6 mHa; measured agreement across machines 4e-12 mHa).
 Training does not: 150 L-BFGS steps through 15 unrolled KS iterations amplify last-digit rounding
 differences between CPUs into a different model. The stored run above wrote these parameters; on our
-2-core AVX2 development machine the same settings train to MAE 1.26 / max 3.27 mHa (2026-12-07), and
-seeds 0-3 there give MAE 0.61-1.56 / max 1.7-7.0 mHa, the maximum always beyond R = 5.6 bohr, far
-outside the training geometries.'''),
+2-core AVX2 development machine `dftjax train ksr1d --seed N` gives MAE 1.26 / max 3.27 mHa for
+N = 0 (the default) and MAE 0.61-1.56 / max 1.7-7.0 mHa over N = 0-3, the maximum always beyond
+R = 5.6 bohr, far outside the training geometries (runs of 2026-12-07 on that machine).'''),
     ("code", '''\
 import pathlib
 
@@ -500,7 +502,8 @@ print(helium, "electrons (up, down):", helium.nelec)'''),
 ## Settings
 
 A smaller network than the default (`dftjax vmc` uses 32/8 hidden units, 3 layers, 4
-determinants, 256 walkers, 1000 iterations for -2.90378(8) Ha) so that the run takes a few minutes
+determinants, 256 walkers, 1000 iterations: `dftjax vmc --atom "He 0 0 0"`, seed 0, gave -2.90378(8) Ha
+on 2 idle CPU cores on 2026-11-28; README section 4) so that the run takes a few minutes
 on a CPU. After the optimisation, an evaluation phase at fixed parameters gives the energy; its
 error bar comes from a blocking analysis of the per-iteration means (they are correlated).'''),
     ("code", '''\

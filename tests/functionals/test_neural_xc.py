@@ -233,6 +233,16 @@ def test_registry_loads_the_shipped_local_hybrid():
     params, config, metadata = load_model(path)
     assert isinstance(config, NeuralLocalHybridConfig)
     assert metadata["basis"] == "6-31g" and metadata["train"] and metadata.get("model") == "nn-local-hybrid"
+    # functionals/models/README.md, "What was learned is small": mixing output bias -2.97, output
+    # kernel |w| <= 0.067 (sum of |w| 0.22), semilocal weights at most 0.072 from nn-mgga's
+    out = params["mixing"]["params"]["Dense_1"]
+    assert round(float(out["bias"][0]), 2) == -2.97
+    assert round(float(np.max(np.abs(out["kernel"]))), 3) == 0.067
+    assert round(float(np.sum(np.abs(out["kernel"]))), 2) == 0.22
+    mgga, _, _ = load_model(os.path.join(MODELS_DIR, PRETRAINED["dftjax:nn-mgga"]))
+    shifts = jax.tree_util.tree_map(lambda a, b: float(np.max(np.abs(np.asarray(a) - np.asarray(b)))),
+                                    {k: params[k] for k in mgga}, mgga)
+    assert round(max(jax.tree_util.tree_leaves(shifts)), 3) == 0.072
 
 
 def test_shipped_local_hybrid_is_finite_at_zero_density():
