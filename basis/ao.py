@@ -215,6 +215,11 @@ def ao_values(basis: Basis, coords, points, deriv: int = 0):
         raise ValueError(f"coords must have shape (n_atoms, 3), got {coords.shape}")
     if points.ndim != 2 or points.shape[-1] != 3:
         raise ValueError(f"points must have shape (n_points, 3), got {points.shape}")
+    return _ao_values(deriv, basis, coords, points)
+
+
+def _evaluate(deriv: int, basis: Basis, coords, points):
+    """:func:`ao_values` without the custom derivative rule (plain JAX, differentiated by JAX)."""
     blocks, rows = [], []
     for l, groups in sorted(_shells_by_l(basis).items()):
         block, shells = _shell_block(l, groups, basis, coords, points, deriv)
@@ -225,6 +230,68 @@ def ao_values(basis: Basis, coords, points, deriv: int = 0):
     if not np.array_equal(rows, np.arange(rows.size)):
         ao = ao[:, np.argsort(rows), :]  # one static permutation to PySCF's AO order
     return jnp.transpose(ao, (0, 2, 1))
+
+
+@functools.lru_cache(maxsize=None)
+def _raised(deriv: int) -> np.ndarray:
+    """(n_components(deriv), 3) index, in the components of order deriv + 1, of each component's d/dx, d/dy, d/dz."""
+    position = {tuple(int(v) for v in orders): c for c, orders in enumerate(derivative_orders(deriv + 1))}
+    return np.array([[position[tuple(int(v) for v in orders + np.eye(3, dtype=np.int64)[x])] for x in range(3)]
+                     for orders in derivative_orders(deriv)], dtype=np.int64)
+
+
+def _ao_atoms(basis: Basis) -> np.ndarray:
+    """(nao,) the atom of each AO, in PySCF's AO order (``shell_ao_start``, not shell order)."""
+    atoms = np.empty(basis.nao, dtype=np.int64)
+    for shell, atom in enumerate(basis.shell_atom):
+        atoms[basis.ao_indices(np.array([shell]))] = atom
+    return atoms
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
+def _ao_values(deriv: int, basis: Basis, coords, points):
+    return _evaluate(deriv, basis, coords, points)
+
+
+@functools.partial(_ao_values.defjvp, symbolic_zeros=True)
+def _ao_values_jvp(deriv, primals, tangents):
+    """Derivatives in the positions from one more derivative order, not by differentiating the code.
+
+    An AO depends on the point r and its centre A only through r - A, so for every component
+    ``d phi^(n) = sum_x phi^(n + e_x) (dr_x - dA_x)``: the tangent is a linear map of the components
+    of order deriv + 1 (:func:`_raised`), which reverse mode transposes into plain contractions.
+    Exponent and coefficient tangents (:func:`dftjax.properties.exponent_gradient`) go through the
+    code. Under a second derivative the rule is applied again (order deriv + 2), so Hessians and
+    Hessian-vector products use the same analytic ladder.
+    """
+    basis, coords, points = primals
+    d_basis, d_coords, d_points = tangents
+    zero = lambda t: isinstance(t, jax.custom_derivatives.SymbolicZero)  # noqa: E731
+    if zero(d_coords) and zero(d_points):
+        value = _ao_values(deriv, basis, coords, points)
+        tangent = jnp.zeros_like(value)
+    else:
+        raised = _ao_values(deriv + 1, basis, coords, points)  # (n_components(deriv + 1), P, nao)
+        value = raised[:n_components(deriv)]
+        index = _raised(deriv)
+        shift = None
+        if not zero(d_points):
+            shift = jnp.asarray(d_points).T[:, :, None]  # (3, P, 1)
+        if not zero(d_coords):
+            ao_atom = _ao_atoms(basis)
+            moved = -jnp.take(jnp.asarray(d_coords), ao_atom, axis=0).T[:, None, :]  # (3, 1, nao)
+            shift = moved if shift is None else shift + moved
+        # static rows (slices, not gathers): elementwise, and a multiply-and-reduce when transposed
+        tangent = jnp.stack([sum(raised[int(index[c, x])] * shift[x] for x in range(3)) for c in range(index.shape[0])])
+    leaves = jax.tree_util.tree_leaves(d_basis, is_leaf=zero)
+    if not all(zero(t) for t in leaves):
+        structure = jax.tree_util.tree_structure(basis)
+        d_leaves = [jnp.zeros_like(p) if zero(t) else t
+                    for p, t in zip(jax.tree_util.tree_leaves(basis), leaves)]
+        _, from_basis = jax.jvp(lambda b: _evaluate(deriv, b, coords, points), (basis,),
+                                (jax.tree_util.tree_unflatten(structure, d_leaves),))
+        tangent = tangent + from_basis
+    return value, tangent
 
 
 def ao_values_blocked(basis: Basis, coords, points, deriv: int = 0, block_size: int = 8192):

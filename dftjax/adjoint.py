@@ -277,11 +277,11 @@ def system_at(static: _Static, coords, field, exponents, data: SCFData) -> KSSys
     basis = dataclasses.replace(static.basis, exponents=exponents, coefficients=coefficients)
     centres = jnp.take(coords, data.shell_atom, axis=0)  # shell centres: data, not structure
     padding = 1.0 - data.ao_mask
-    s = one_electron.overlap(basis, centres) + jnp.diag(padding)
-    dipole_ints = one_electron.dipole(basis, centres)
-    h = (one_electron.kinetic(basis, centres)
-         + one_electron.point_charge_attraction(basis, centres, coords, data.charges)
-         + jnp.einsum("x,xij->ij", field, dipole_ints) + PAD_LEVEL * jnp.diag(padding))
+    core = one_electron.core_integrals(basis, centres, coords, data.charges)
+    s = core.overlap + jnp.diag(padding)
+    dipole_ints = core.dipole
+    h = (core.kinetic + core.attraction + jnp.einsum("x,xij->ij", field, dipole_ints)
+         + PAD_LEVEL * jnp.diag(padding))
     e_nuc = nuclear_repulsion_padded(data.charges, coords) - field @ (data.charges @ coords)
     low = jnp.linalg.cholesky(s)
     x = jax.scipy.linalg.solve_triangular(low, jnp.eye(s.shape[0]), lower=True).T

@@ -246,8 +246,9 @@ def build_system(molecule: Molecule, options: SCFOptions, basis: Basis | None = 
     basis = make_basis(molecule, options.basis) if basis is None else basis
     coords = jnp.asarray(molecule.coords)
     charges = jnp.asarray(molecule.atomic_numbers, dtype=jnp.float64)
-    s = one_electron.overlap(basis, coords)
-    h = one_electron.kinetic(basis, coords) + one_electron.nuclear_attraction(basis, coords, charges)
+    core = one_electron.core_integrals(basis, coords, coords, charges)
+    s = core.overlap
+    h = core.kinetic + core.attraction
     x = canonical_orthogonalizer(np.asarray(s))
     omega = functional.omega
     eri = df = eri_lr = df_lr = jnp.zeros((0,))
@@ -286,7 +287,7 @@ def build_system(molecule: Molecule, options: SCFOptions, basis: Basis | None = 
         df_factor_lr=df_lr,
         ao=ao,
         weights=weights,
-        dipole_ints=one_electron.dipole(basis, coords),
+        dipole_ints=core.dipole,
         nelec=jnp.asarray(molecule.nelec, dtype=jnp.float64),
         grid_coulomb=grid_coulomb,
     )

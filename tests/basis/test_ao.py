@@ -126,6 +126,33 @@ def test_nuclear_derivative_is_minus_electronic_derivative(deriv):
             assert np.all(d_dR[..., ~on] == 0.0)
 
 
+@pytest.mark.parametrize("deriv", [0, 1])
+def test_position_rule_equals_differentiating_the_code(deriv):
+    """ao_values' derivative rule (the next derivative order, since an AO depends on r - R_A only)
+    against JAX differentiating the evaluation itself: gradients in positions, points and exponents,
+    and second derivatives (the rule applied twice), equal to rounding."""
+    from basis.ao import _evaluate as plain
+
+    molecule, basis = _water_svp()
+    points = _points(molecule, n_random=30)
+    weights = np.random.default_rng(1).normal(size=(n_components(deriv), len(points), basis.nao))
+
+    def loss(evaluate):
+        def f(coords, pts, exponents):
+            b = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(basis), [exponents, basis.coefficients])
+            return jnp.sum(weights * evaluate(b, coords, pts))
+        return f
+
+    ours = loss(lambda b, c, p: ao_values(b, c, p, deriv))
+    ref = loss(lambda b, c, p: plain(deriv, b, c, p))
+    args = (jnp.asarray(molecule.coords), jnp.asarray(points), jnp.asarray(basis.exponents))
+    for a, b in zip(jax.grad(ours, argnums=(0, 1, 2))(*args), jax.grad(ref, argnums=(0, 1, 2))(*args)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-11)
+    hessian = [jax.hessian(f, argnums=(0, 1))(*args) for f in (ours, ref)]
+    for a, b in zip(*(jax.tree_util.tree_leaves(h) for h in hessian)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-11, atol=1e-10)
+
+
 def test_nuclear_derivative_matches_pyscf_finite_differences():
     """jacfwd w.r.t. one nuclear coordinate vs central differences of PySCF's AO values."""
     molecule, basis = _water_svp()
