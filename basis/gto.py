@@ -205,8 +205,27 @@ def make_basis(molecule: Molecule, basis="def2-svp", *, cartesian: bool = False)
         missing = sorted(set(molecule.symbols) - set(basis) - {"default"})
         if missing:
             raise ValueError(f"basis dict {sorted(basis)} has no entry for elements {missing}")
+    _refuse_core_potentials(molecule, basis)
     mol = _pyscf_mole(molecule, basis, cartesian)
     return basis_from_pyscf(mol, name=basis if isinstance(basis, str) else "custom")
+
+
+def _refuse_core_potentials(molecule: Molecule, basis) -> None:
+    """ValueError when ``basis`` is made for an effective core potential on an element here (def2
+    beyond Kr): dftjax has no ECPs, and its valence functions alone would give a wrong energy."""
+    from pyscf.gto.basis import load_ecp
+
+    for symbol in sorted(set(molecule.symbols)):
+        name = basis.get(symbol, basis.get("default")) if isinstance(basis, dict) else basis
+        if not isinstance(name, str):
+            continue
+        try:
+            ecp = load_ecp(name, symbol)
+        except (KeyError, RuntimeError, ValueError, OSError):
+            continue  # no ECP table of that name: an all-electron basis (or an unknown one, refused later)
+        if ecp:
+            raise ValueError(f"basis {name!r} uses an effective core potential for {symbol}, and dftjax has no "
+                             f"ECPs: use an all-electron basis for {symbol}")
 
 
 def make_auxbasis(molecule: Molecule, orbital_basis="def2-svp", auxbasis=None, *,

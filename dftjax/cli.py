@@ -178,6 +178,13 @@ def cmd_bench(args) -> dict:
 
     if args.suite and args.suites and args.suite != args.suites:
         raise UsageError(f"suite given twice: {args.suite!r} and --suite {args.suites!r}")
+    if (args.suite or args.suites or "").strip().lower() == "reactions":
+        return _bench_reactions(args)
+    reaction_options = [flag for flag, value in (("--data", args.data), ("--sets", args.sets), ("--basis", args.basis),
+                                                 ("--store", args.store), ("--workers", args.workers))
+                        if value is not None]
+    if reaction_options:
+        raise UsageError(f"{', '.join(reaction_options)}: options of 'dftjax bench reactions' only")
     names = runner.parse_suites(args.suite or args.suites)
 
     def split(text):
@@ -211,6 +218,27 @@ def cmd_bench(args) -> dict:
     result["table"] = runner.format_summary(runs)
     result["exit_status"] = 1 if any(r.error for r in runs) else 0
     return result
+
+
+def _bench_reactions(args) -> dict:
+    """``dftjax bench reactions``: errors of a functional on a reaction data set; see :mod:`dftjax.bench.reactions`."""
+    from dftjax.bench import reactions
+
+    if not args.data:
+        raise UsageError("bench reactions needs --data DIR (a directory with references.csv and molecules.xyz, "
+                         "e.g. GSCDB138's)")
+    xcs = [x.strip() for x in (args.xc or "").split(",") if x.strip()]
+    if len(xcs) != 1:
+        raise UsageError(f"bench reactions takes one functional per run (--xc NAME); got {args.xc!r} "
+                         "(the energy store keeps every functional: run again for the next one)")
+    ignored = [flag for flag, value in (("--quick", args.quick), ("--molecules", args.molecules),
+                                        ("--basis-sets", args.basis_sets), ("--points", args.points),
+                                        ("--walkers", args.walkers), ("--repeats", args.repeats)) if value]
+    if ignored:
+        raise UsageError(f"{', '.join(ignored)}: not an option of bench reactions (use --sets, --basis)")
+    sets = [s.strip() for s in args.sets.split(",") if s.strip()] if args.sets else None
+    return reactions.main(args.data, sets=sets, xc=xcs[0], basis=args.basis, store_path=args.store,
+                          workers=args.workers, grid_level=args.grid_level, retry_failed=args.retry_failed)
 
 
 def _functional_or_usage_error(xc: str):
@@ -257,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="benchmarks against the peers (PySCF, libxc, DMRG, ...) in the same run",
                            description="Run benchmark suites; each compares against its peer in the same process.")
-    suites = "integrals, functionals, scf, grad, ksr1d, ofdft, vmc"
+    suites = "integrals, functionals, scf, grad, ksr1d, ofdft, vmc; or reactions (with --data)"
     bench.add_argument("suite", nargs="?", help=f"one suite or a comma-separated list ({suites}); default: all")
     bench.add_argument("--suite", dest="suites", help="same as the positional argument")
     bench.add_argument("--quick", action="store_true", help="smallest systems of every suite (minutes on a laptop)")
@@ -273,6 +301,17 @@ def build_parser() -> argparse.ArgumentParser:
                        help="vmc: an interpreter with FermiNet and kfac-jax installed; times FermiNet's own "
                             "optimisation step side by side (same network, walkers and moves)")
     bench.add_argument("--repeats", type=int, help="warm timings: median of this many calls (default 3, quick 1)")
+    reactions = bench.add_argument_group("reactions", "dftjax bench reactions --data DIR --xc NAME: errors "
+                                         "(kcal/mol) of reaction energies, barriers, atomization energies")
+    reactions.add_argument("--data", metavar="DIR", help="data set directory (references.csv, molecules.xyz; "
+                           "GSCDB138's layout)")
+    reactions.add_argument("--sets", help="comma-separated set names (default: every set)")
+    reactions.add_argument("--basis", help="orbital basis (default: the functional's training basis, else def2-svp)")
+    reactions.add_argument("--store", metavar="PATH", help="JSON-lines energy store, reused and extended "
+                           "(default ./dftjax_reactions/<data dir name>.jsonl)")
+    reactions.add_argument("--workers", type=int, help="molecules computed in parallel (default: CPU cores)")
+    reactions.add_argument("--grid-level", type=int, default=3, help="integration grid level 0-9 (default 3)")
+    reactions.add_argument("--retry-failed", action="store_true", help="recompute molecules stored as failed")
     bench.set_defaults(func=cmd_bench)
     for register in _command_modules():
         register(sub)

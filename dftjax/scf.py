@@ -43,8 +43,8 @@ from dftjax.compilation import CompilationCounter
 from dftjax.exported import class_program
 from dftjax.fock import EnergyParts, coulomb_exchange, exchange_coefficients, fock_and_energy, xc_energy
 from dftjax.mixing import diis, no_mixing
-from dftjax.system import (CORE_GUESSES, PAD_LEVEL, KSSystem, SCFOptions, build_system, check_options,
-                           functional_by_name, range_separated_fit)
+from dftjax.system import (CORE_GUESSES, PAD_LEVEL, KSSystem, SCFOptions, as_field, build_system, check_options,
+                           functional_by_name, range_separated_fit, with_field)
 from functionals import Functional
 
 __all__ = [
@@ -375,7 +375,8 @@ def _broken_symmetry(molecule: Molecule, options: SCFOptions, system: KSSystem, 
     return jnp.asarray(np.stack(dms))
 
 
-def run_scf(molecule: Molecule, options: SCFOptions | None = None, *, params=None, verbose: bool = False) -> SCFResult:
+def run_scf(molecule: Molecule, options: SCFOptions | None = None, *, params=None, field=None,
+            verbose: bool = False) -> SCFResult:
     """Converge a Kohn-Sham (or HF) calculation.
 
     DIIS first; if that does not converge within ``max_cycle``, the calculation restarts from the
@@ -387,18 +388,22 @@ def run_scf(molecule: Molecule, options: SCFOptions | None = None, *, params=Non
       molecule: a validated molecule.
       options: :class:`SCFOptions` (defaults: PBE/def2-SVP, restricted).
       params: functional parameters (default: the functional's own).
+      field: (3,) uniform electric field in atomic units (Ha / (e bohr)), or None; the energy
+        includes ``+F . r`` of the electrons and ``-F . sum Z R`` of the nuclei (origin at 0 bohr,
+        ``dE/dF = -mu``; :func:`dftjax.system.with_field`).
       verbose: print one line per iteration (energy, its change, orbital-gradient norm) on stderr.
 
     Raises:
       ValueError: unknown functional, restricted calculation with unpaired electrons, bad option.
     """
     options = SCFOptions() if options is None else options
+    field = None if field is None else as_field(field)
     with CompilationCounter() as counter:
-        result = _run_scf(molecule, options, params, verbose)
+        result = _run_scf(molecule, options, params, verbose, field)
     return dataclasses.replace(result, compilations=counter.as_dict())
 
 
-def _run_scf(molecule: Molecule, options: SCFOptions, params, verbose: bool) -> SCFResult:
+def _run_scf(molecule: Molecule, options: SCFOptions, params, verbose: bool, field=None) -> SCFResult:
     start = time.perf_counter()
     functional = check_options(molecule, options)
     params = functional.params if params is None else params
@@ -410,6 +415,8 @@ def _run_scf(molecule: Molecule, options: SCFOptions, params, verbose: bool) -> 
         system, layout = padded_system(molecule, options, functional)
     else:
         system = build_system(molecule, options, basis)
+    if field is not None:
+        system = with_field(system, field, molecule)
     dm = jax.block_until_ready(initial_density(molecule, system, options, layout))
     jax.block_until_ready(system)
     timings = {"setup": time.perf_counter() - start}

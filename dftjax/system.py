@@ -101,7 +101,9 @@ class KSSystem(NamedTuple):
         serves every charge and spin of its size class (occupations are ``arange(nmo) < nelec``).
       grid_coulomb: (n_grid, nao, nao) ``int phi_mu phi_nu / |r_g - r'|`` on the grid points, for
         functionals with ``needs_grid_coulomb`` (local hybrids read the exact-exchange energy
-        density; set by their caller, e.g. ``dftjax.xc3d.train``), else a (0,) placeholder.
+        density; set by their caller, e.g. ``dftjax.xc3d.train``), else a (0,) placeholder; for
+        functionals that declare ``grid_coulomb_omegas`` (DM21: 0 and 0.4) one per kernel,
+        (n_omega, n_grid, nao, nao), the kernel ``erf(omega r) / r`` (omega = 0: ``1 / r``).
     """
 
     overlap: jax.Array
@@ -215,6 +217,34 @@ class SizeClassLayout:
                 "n_grid": self.n_grid_pad, "shells": [list(g) for g in self.orbital.size_class.groups]}
 
 
+def as_field(field) -> np.ndarray:
+    """``field`` as a (3,) float64 array; ValueError unless it is three finite numbers."""
+    try:
+        f = np.asarray(field, dtype=np.float64)
+    except (TypeError, ValueError):
+        f = np.zeros(0)
+    if f.shape != (3,) or not np.all(np.isfinite(f)):
+        raise ValueError(f"field {field!r} must be three finite numbers (Ha / (e bohr))")
+    return f
+
+
+def with_field(system: KSSystem, field, molecule: Molecule) -> KSSystem:
+    """``system`` in a uniform electric field ``F`` (3,), atomic units (Ha / (e bohr)).
+
+    The electrons' potential energy ``+F . r`` adds ``sum_x F_x <mu|x|nu>`` to the core
+    Hamiltonian and the nuclei's ``-F . sum_A Z_A R_A`` to the nuclear energy (origin at 0 bohr),
+    so that ``dE/dF = -mu``: the convention of :func:`dftjax.adjoint.system_at`. Padded systems
+    work unchanged (padding AOs have zero dipole integrals).
+
+    Raises:
+      ValueError: ``field`` is not three finite numbers.
+    """
+    f = as_field(field)
+    nuclear_dipole = molecule.atomic_numbers.astype(np.float64) @ molecule.coords
+    return system._replace(h_core=system.h_core + jnp.einsum("x,xij->ij", f, system.dipole_ints),
+                           e_nuc=system.e_nuc - float(f @ nuclear_dipole))
+
+
 def shard_grid(system: KSSystem) -> KSSystem:
     """``system`` with its grid arrays split across the local devices (unchanged with one device,
     or when the point count does not divide evenly); everything else replicated."""
@@ -274,8 +304,13 @@ def build_system(molecule: Molecule, options: SCFOptions, basis: Basis | None = 
     if nonlocal_xc:
         from dftjax.xc3d.exact_exchange import grid_coulomb_potentials  # PySCF, only for these functionals
 
-        grid_coulomb = jnp.asarray(grid_coulomb_potentials(molecule.to_pyscf(basis=options.basis),
-                                                           np.asarray(points)))
+        mol = molecule.to_pyscf(basis=options.basis)
+        omegas = getattr(functional, "grid_coulomb_omegas", None)
+        if omegas is None:  # one unattenuated kernel (the local hybrid): (n_grid, nao, nao)
+            grid_coulomb = jnp.asarray(grid_coulomb_potentials(mol, np.asarray(points)))
+        else:  # one per kernel (DM21: omega = 0 and 0.4): (n_omega, n_grid, nao, nao)
+            grid_coulomb = jnp.asarray(np.stack([grid_coulomb_potentials(mol, np.asarray(points), omega=w)
+                                                 for w in omegas]))
     system = KSSystem(
         overlap=s,
         h_core=h,

@@ -103,7 +103,8 @@ class NonlocalFeatures(NamedTuple):
     Attributes:
         semilocal: :class:`Features` or :class:`RestrictedFeatures` of the density.
         exact_exchange: (2, n) ``e_x,s^HF(r)`` (hartree/bohr^3) of the current density matrix
-            (``functionals.neural_xc.exact_exchange_energy_density``).
+            (``functionals.neural_xc.exact_exchange_energy_density``); for DM21, which reads two
+            kernels, (2, 2, n) [spin, omega] (``functionals.dm21.exact_exchange_features``).
     """
 
     semilocal: Features | RestrictedFeatures

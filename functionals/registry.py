@@ -132,6 +132,10 @@ ALIASES: dict[str, str] = {
 #: by their full name only (not inside linear combinations).
 PRETRAINED_MODELS = ("dftjax:nn-mgga", "dftjax:nn-mgga-density", "dftjax:nn-local-hybrid")
 
+#: The DM21 family (Kirkpatrick et al., Science 374, 1385 (2021); functionals.dm21), recognised by
+#: their full name only, case-insensitive (``"DM21mc"``); nonlocal: they run in dftjax's own SCF.
+DM21_MODELS = ("dm21", "dm21m", "dm21mc", "dm21mu")
+
 # PySCF spells some names with a dash, which the term splitter would read as a minus sign.
 _NAMES_WITH_DASH = {"CAM-B3LYP": "CAMB3LYP", "SR-HF": "SR_HF", "LR-HF": "LR_HF"}
 
@@ -240,6 +244,10 @@ def get_functional(xc: str) -> Functional:
         from functionals import neural_xc  # lazy: flax and the weights only when asked for
 
         return neural_xc.load_pretrained(xc.strip().lower())
+    if xc.strip().lower() in DM21_MODELS:
+        from functionals import dm21  # lazy: its weights only when asked for
+
+        return dm21.make_functional(xc.strip().lower())
     text = re.sub(r"\s+", "", xc.upper())
     for dashed, plain in _NAMES_WITH_DASH.items():
         text = text.replace(dashed, plain)

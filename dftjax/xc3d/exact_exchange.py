@@ -9,7 +9,10 @@ density that DM21-style functionals (Kirkpatrick et al., Science 374, 1385 (2021
 stores ``A`` on the SCF grid (``KSSystem.grid_coulomb``) for functionals with ``needs_grid_coulomb``
 and ``dftjax.fock.xc_energy`` passes it with the density matrix to the functional, so
 ``dftjax scf --xc dftjax:nn-local-hybrid`` and the trainer run it self-consistently (see
-``functionals/models/README.md``).
+``functionals/models/README.md``). DM21 (``--xc dm21``) reads the potentials of two kernels,
+``1 / r`` and the long-range ``erf(0.4 r) / r`` (``omega`` argument); ``build_system`` stacks them
+to (2, n_grid, nao, nao) for functionals that declare ``grid_coulomb_omegas``
+(``functionals/models/dm21/README.md``).
 
 Cost: ``A`` takes ``n_grid * nao^2`` doubles (10^4 points, 26 AOs: 54 MB) and each evaluation an
 ``n_grid * nao^2`` contraction per spin, like a semilocal functional's AO work times ``nao``.
@@ -19,13 +22,21 @@ from __future__ import annotations
 import numpy as np
 
 
-def grid_coulomb_potentials(mol, points: np.ndarray, chunk: int = 2048) -> np.ndarray:
-    """(n, nao, nao) ``A(r_g)`` for a PySCF ``mol`` at ``points`` (n, 3) in bohr."""
+def grid_coulomb_potentials(mol, points: np.ndarray, chunk: int = 2048, omega: float = 0.0) -> np.ndarray:
+    """(n, nao, nao) ``A(r_g)`` for a PySCF ``mol`` at ``points`` (n, 3) in bohr.
+
+    ``omega`` > 0 (bohr^-1): the long-range kernel ``erf(omega |r_g - r'|) / |r_g - r'|`` instead of
+    ``1 / |r_g - r'|`` (``int1e_grids`` inside ``mol.with_range_coulomb(omega)``; DM21 reads both
+    omega = 0 and 0.4).
+    """
     points = np.asarray(points, dtype=np.float64)
     if points.ndim != 2 or points.shape[1] != 3:
         raise ValueError(f"points must be (n, 3); got {points.shape}")
-    return np.concatenate([mol.intor("int1e_grids", grids=points[i:i + chunk])
-                           for i in range(0, len(points), chunk)], axis=0)
+    if omega < 0.0:
+        raise ValueError(f"omega must be >= 0 (long-range erf kernel); got {omega}")
+    with mol.with_range_coulomb(float(omega)):
+        return np.concatenate([mol.intor("int1e_grids", grids=points[i:i + chunk])
+                               for i in range(0, len(points), chunk)], axis=0)
 
 
 def local_hybrid_xc_energy(energy_density, params, features, weights, ao, dm, potentials):

@@ -62,3 +62,12 @@ def test_default_auxbasis_is_pyscf_default():
 
 def test_cartesian_powers_order():
     np.testing.assert_array_equal(cartesian_powers(2), [[2, 0, 0], [1, 1, 0], [1, 0, 1], [0, 2, 0], [0, 1, 1], [0, 0, 2]])
+
+
+def test_bases_made_for_core_potentials_are_refused_before_any_integral():
+    iodide = make_molecule("H 0 0 0; I 0 0 1.61")
+    with pytest.raises(ValueError, match="'def2-svp' uses an effective core potential for I, and dftjax has no ECPs"):
+        make_basis(iodide, "def2-svp")
+    with pytest.raises(ValueError, match="core potential for I"):
+        make_basis(iodide, {"H": "def2-svp", "I": "def2-tzvp"})
+    assert make_basis(make_molecule("H 0 0 0; Br 0 0 1.41"), "def2-svp").nao == 5 + 32  # all-electron up to Kr
