@@ -35,6 +35,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import difflib
+import functools
 import hashlib
 import os
 from typing import Iterable, Mapping
@@ -93,6 +94,10 @@ class DataMolecule:
     def fingerprint(self) -> str:
         """A hash of everything that defines the calculation (elements, geometry to 1e-8 A, charge,
         multiplicity, field), so stored energies are reused only for the same molecule."""
+        return self._fingerprint
+
+    @functools.cached_property
+    def _fingerprint(self) -> str:  # computed once per molecule
         text = ";".join([
             ",".join(self.symbols), ",".join(f"{x:.8f}" for x in np.asarray(self.coords).ravel()),
             str(self.charge), str(self.multiplicity),
@@ -164,9 +169,7 @@ class ReactionData:
         for name in sets:
             name = name.strip()
             if name not in self.sets:
-                close = difflib.get_close_matches(name, list(self.sets), n=5, cutoff=0.4)
-                hint = f"; did you mean {', '.join(close)}?" if close else ""
-                raise ValueError(f"unknown set {name!r} in {self.directory}{hint} ({len(self.sets)} sets there)")
+                raise _unknown_set(name, list(self.sets), self.directory)
             if name not in wanted:
                 wanted.append(name)
         reactions = tuple(r for r in self.reactions if r.set in wanted)
@@ -198,9 +201,7 @@ def load_reactions(directory: str | os.PathLike, sets: Iterable[str] | None = No
     if wanted is not None:
         for name in wanted:
             if name not in set_order:
-                close = difflib.get_close_matches(name, set_order, n=5, cutoff=0.4)
-                hint = f"; did you mean {', '.join(close)}?" if close else ""
-                raise ValueError(f"unknown set {name!r} in {directory}{hint} ({len(set_order)} sets there)")
+                raise _unknown_set(name, set_order, directory)
         reactions = [r for r in reactions if r.set in wanted]
         set_order = [s for s in set_order if s in wanted]
     needed = {m for r in reactions for m in r.molecules}
@@ -220,6 +221,12 @@ def load_reactions(directory: str | os.PathLike, sets: Iterable[str] | None = No
         sets={s: info.get(s, SetInfo(s)) for s in set_order},
         published_mae={s: published[s] for s in set_order if s in published},
     )
+
+
+def _unknown_set(name: str, known: list[str], directory: str) -> ValueError:
+    close = difflib.get_close_matches(name, known, n=5, cutoff=0.4)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    return ValueError(f"unknown set {name!r} in {directory}{hint} ({len(known)} sets there)")
 
 
 def _read_references(path: str) -> list[Reaction]:

@@ -69,12 +69,13 @@ import numpy as np
 
 from functionals.features import Features, NonlocalFeatures, RestrictedFeatures
 from functionals.neural_xc import NonlocalFunctional
+from functionals.registry import DM21_MODELS
 
 Array = jnp.ndarray
 Params = dict[str, Any]
 
 #: Names of the four functionals (lower case, as dftjax and PySCF spell functional names).
-FUNCTIONAL_NAMES = ("dm21", "dm21m", "dm21mc", "dm21mu")
+FUNCTIONAL_NAMES = DM21_MODELS  # the registry's names, one list
 
 #: Range-separation parameters (bohr^-1) of the two exact-exchange features, in feature order;
 #: 0 is the unattenuated Coulomb kernel, 0.4 the long-range ``erf(0.4 r) / r``.

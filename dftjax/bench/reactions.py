@@ -53,7 +53,12 @@ class ReactionSettings:
         return f"{self.xc}/{self.basis}/grid{self.grid_level}"
 
     def key(self, molecule: DataMolecule) -> str:
-        return f"{molecule.fingerprint()}|{self.label}"
+        return _key(molecule, self.label)
+
+
+def _key(molecule: DataMolecule, label: str) -> str:
+    """The store key of ``molecule`` under ``xc/basis/gridN`` ``label``."""
+    return f"{molecule.fingerprint()}|{label}"
 
 
 def default_basis(xc: str) -> str:
@@ -252,7 +257,7 @@ def _energies(data: ReactionData, store: EnergyStore, label: str) -> tuple[dict[
     """(molecule -> energy) of the good records under ``label`` and (molecule -> record) of all."""
     records = {}
     for molecule in data.molecules.values():
-        record = store.get(f"{molecule.fingerprint()}|{label}")
+        record = store.get(_key(molecule, label))
         if record is not None:
             records[molecule.name] = record
     good = {name: r["energy"] for name, r in records.items() if r.get("energy") is not None and not r.get("error")}

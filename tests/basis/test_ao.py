@@ -126,6 +126,7 @@ def test_nuclear_derivative_is_minus_electronic_derivative(deriv):
             assert np.all(d_dR[..., ~on] == 0.0)
 
 
+@pytest.mark.slow  # ~100 s of compilation: keeps the default tier under 10 minutes; the default force tests use the rule
 @pytest.mark.parametrize("deriv", [0, 1])
 def test_position_rule_equals_differentiating_the_code(deriv):
     """ao_values' derivative rule (the next derivative order, since an AO depends on r - R_A only)

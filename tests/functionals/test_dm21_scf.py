@@ -46,6 +46,7 @@ def test_registry_names_dm21_family_case_insensitively():
         assert get_functional(name) is functional  # cached: one compiled SCF per functional and shape
 
 
+@pytest.mark.slow  # compiles its own (unpadded) programs, 24 s: keeps the default tier under 10 minutes
 def test_dm21_system_and_xc_energy_on_coarse_grid():
     from dftjax.fock import xc_energy
     from dftjax.scf import SCFOptions
